@@ -1,0 +1,34 @@
+# fogmap: `make run` starts the embedded default, `make test` runs the whole suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test bench lint schemas clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/fogmap up --dataset digits
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m pytest -q tests/benchmarks -p no:randomly -s
+
+lint: install
+	$(BIN)/ruff check services tests
+	$(BIN)/mypy services
+
+schemas: install
+	$(BIN)/fogmap schemas export
+
+clean:
+	rm -rf $(VENV) .fogmap

@@ -1,0 +1,1 @@
+"""fogmap: visualization-guided active learning on images."""

@@ -1,0 +1,68 @@
+"""The classifier: a small CNN (written here; torchvision does not run beside our torch).
+
+It maps (N, C, H, W) float images to class logits and a 32-d embedding. Dropout sits
+between the embedding and the head, so MC-dropout (BALD, EIG) only repeats the head: one
+convolutional pass per image, ``mc_samples`` cheap linear passes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from torch import nn
+
+EMBED_DIM = 32
+
+
+class FogNet(nn.Module):
+    def __init__(self, channels: int, classes: int, width: int = 32, dropout: float = 0.3):
+        super().__init__()
+        self.channels, self.classes, self.width = channels, classes, width
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+        )
+        self.embed = nn.Sequential(nn.Linear(8 * width, EMBED_DIM), nn.ReLU())
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(EMBED_DIM, classes)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, EMBED_DIM)."""
+        return self.embed(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> logits (N, classes)."""
+        return self.head(self.dropout(self.embedding(x)))
+
+    def mc_head(self, emb: torch.Tensor, samples: int) -> torch.Tensor:
+        """MC-dropout probabilities over the head: (N, D) -> (samples, N, classes)."""
+        stacked = emb.unsqueeze(0).expand(samples, *emb.shape)
+        mask = torch.bernoulli(torch.full_like(stacked, 1 - self.dropout.p)) / (1 - self.dropout.p)
+        return torch.softmax(self.head(stacked * mask), dim=-1)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float (N, C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def save_weights(model: FogNet) -> bytes:
+    buf = io.BytesIO()
+    torch.save({"state": model.state_dict(), "channels": model.channels,
+                "classes": model.classes, "width": model.width}, buf)
+    return buf.getvalue()
+
+
+def load_weights(raw: bytes) -> FogNet:
+    """Rebuild a model from :func:`save_weights` bytes; never unpickles arbitrary objects."""
+    blob = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+    model = FogNet(int(blob["channels"]), int(blob["classes"]), int(blob["width"]))
+    model.load_state_dict(blob["state"])
+    model.eval()
+    return model

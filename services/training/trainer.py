@@ -1,0 +1,93 @@
+"""Training and held-out evaluation of the classifier (pure: arrays in, model out)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fogmap.core.events import CalibrationBin, ModelMetrics
+from fogmap.core.settings import TrainingSettings
+from fogmap.scoring.model import FogNet, to_tensor
+
+Progress = Callable[[int, int], None]
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to 1/8 of the side: (N, C, H, W) -> same."""
+    pad = max(1, x.shape[-1] // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
+    return padded[..., dy:dy + x.shape[-2], dx:dx + x.shape[-1]]
+
+
+def train(images: np.ndarray, labels: np.ndarray, classes: int, cfg: TrainingSettings,
+          seed: int = 0, progress: Progress | None = None) -> FogNet:
+    """Fit a fresh FogNet on (N, H, W, C) uint8 images and (N,) int labels."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x, y = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
+    model = FogNet(images.shape[-1], classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
+                            weight_decay=cfg.weight_decay)
+    n = len(x)
+    steps_per_epoch = max(1, -(-n // cfg.batch_size))
+    steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.learning_rate, total_steps=steps)
+    model.train()
+    step = 0
+    while step < steps:
+        order = torch.randperm(n, generator=gen)
+        for lo in range(0, n, cfg.batch_size):
+            idx = order[lo:lo + cfg.batch_size]
+            if len(idx) < 2 and n >= 2:
+                continue
+            loss = F.cross_entropy(model(_augment(x[idx], gen)), y[idx], label_smoothing=0.05)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if progress and step % 25 == 0:
+                progress(step, steps)
+            if step >= steps:
+                break
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict(model: FogNet, images: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Class probabilities (N, C) with dropout off."""
+    model.eval()
+    out = [torch.softmax(model(to_tensor(images[lo:lo + batch])), -1).numpy()
+           for lo in range(0, len(images), batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.classes), np.float32)
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10
+                ) -> tuple[float, list[CalibrationBin]]:
+    """Expected calibration error and the reliability diagram's bins."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece, out = 0.0, []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        mask = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        count = int(mask.sum())
+        c = float(conf[mask].mean()) if count else float((lo + hi) / 2)
+        a = float(correct[mask].mean()) if count else 0.0
+        ece += abs(c - a) * count / max(len(labels), 1)
+        out.append(CalibrationBin(lower=float(lo), upper=float(hi), confidence=c,
+                                  accuracy=a, count=count))
+    return float(min(ece, 1.0)), out
+
+
+def evaluate(model: FogNet, images: np.ndarray, labels: np.ndarray) -> ModelMetrics:
+    probs = predict(model, images)
+    ece, bins = calibration(probs, labels)
+    nll = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+    return ModelMetrics(accuracy=float((probs.argmax(1) == labels).mean()), ece=ece,
+                        nll=nll, test_items=len(labels), calibration=bins)
