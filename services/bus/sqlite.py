@@ -114,12 +114,23 @@ class SqliteBus:
         for topic in sub.topics:
             self._wake.setdefault(topic, asyncio.Event())
             name = f"bus:{sub.group}:{topic}"
-            self._tasks.append(asyncio.create_task(self._consume(sub, topic), name=name))
+            self._tasks.append(asyncio.create_task(self._supervise(sub, topic), name=name))
+
+    async def _supervise(self, sub: Subscription, topic: str) -> None:
+        """Keep a consumer alive: an unexpected error restarts it from its last commit."""
+        while True:
+            try:
+                await self._consume(sub, topic)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("consumer crashed; restarting", group=sub.group, topic=topic)
+                await asyncio.sleep(1.0)
 
     async def _consume(self, sub: Subscription, topic: str) -> None:
         offset = self._committed(sub.group, topic) if sub.commit else 0
         if not sub.from_beginning and offset == 0:
-            offset = self._head(topic)
+            offset = self.head(topic)
         wake = self._wake[topic]
         while True:
             wake.clear()
@@ -156,7 +167,7 @@ class SqliteBus:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any handler error is retried
                     if attempt + 1 == sub.max_attempts:
-                        log.error("event dead-lettered", group=sub.group, event=event.id,
+                        log.error("event dead-lettered", group=sub.group, event_id=event.id,
                                   type=event.type, error=repr(exc))
                         await self._dead_letter(topic, [event.model_dump_json()], repr(exc))
                     else:
@@ -185,7 +196,8 @@ class SqliteBus:
             ).fetchone()
         return int(row[0]) if row else 0
 
-    def _head(self, topic: str) -> int:
+    def head(self, topic: str) -> int:
+        """The newest offset of a topic (0 when empty)."""
         with self._lock:
             row = self._db.execute("SELECT MAX(off) FROM log WHERE topic = ?", (topic,))
             value = row.fetchone()[0]

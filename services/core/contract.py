@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import yaml
 
-from fogmap.core.events import EVENT_TYPES, dataschema
+from fogmap.core.events import EVENT_TYPES, TOPICS, dataschema
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -55,13 +56,54 @@ def render_schema(name: str) -> dict[str, Any]:
     return schema
 
 
+def render_asyncapi() -> dict[str, Any]:
+    """AsyncAPI 3.0: the Kafka topics (channels) and which events travel on each."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for topic in sorted(TOPICS):
+        messages = {}
+        for name in sorted(TOPICS[topic]):
+            messages[name.replace(".", "_")] = {
+                "name": f"fogmap.{name}",
+                "title": f"fogmap.{name}",
+                "summary": EVENT_TYPES[name].description,
+                "contentType": "application/cloudevents+json",
+                "payload": {"$ref": f"./events/{schema_filename(name)}"},
+                "bindings": {"kafka": {"key": {"type": "string",
+                                               "description": "CloudEvents subject"}}},
+            }
+        key = topic.replace(".", "_")
+        channels[key] = {"address": topic, "messages": messages,
+                         "description": f"Kafka topic {topic}, keyed by the event subject "
+                                        "(the item id), so one item's events stay in order."}
+        operations[f"consume_{key}"] = {"action": "receive",
+                                        "channel": {"$ref": f"#/channels/{key}"}}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "fogmap events", "version": "1.0.0",
+                 "description": "Label, prediction and model events of fogmap, as CloudEvents "
+                                "1.0 (structured mode). Every event names its schema and "
+                                "version in `dataschema`; schema changes are backward "
+                                "compatible or get a new version."},
+        "defaultContentType": "application/cloudevents+json",
+        "servers": {"kafka": {"host": "kafka:9092", "protocol": "kafka",
+                              "description": "docker-compose.yml's broker (KRaft)"}},
+        "channels": channels,
+        "operations": operations,
+    }
+
+
 def export(directory: Path) -> list[Path]:
+    """Write every event schema and ``asyncapi.yaml`` (one level above ``directory``)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name in sorted(EVENT_TYPES):
         path = directory / schema_filename(name)
         path.write_text(json.dumps(render_schema(name), indent=2, sort_keys=True) + "\n")
         written.append(path)
+    api = directory.parent / "asyncapi.yaml"
+    api.write_text(yaml.safe_dump(render_asyncapi(), sort_keys=False, width=100))
+    written.append(api)
     return written
 
 

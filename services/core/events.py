@@ -267,6 +267,19 @@ class ModelPublished(EventData):
         return f"model:{self.model_version}"
 
 
+class TrainingProgressed(EventData):
+    name: ClassVar[str] = "training.progressed"
+    topic: ClassVar[str] = "fogmap.models"
+    description: ClassVar[str] = "Background retraining advanced (shown as a progress bar)."
+    model_version: ModelVersion
+    labels: int = Field(ge=0)
+    step: int = Field(ge=0)
+    total: int = Field(ge=1)
+
+    def subject(self) -> str:
+        return f"model:{self.model_version}"
+
+
 class DriftAlert(EventData):
     name: ClassVar[str] = "drift.alert"
     topic: ClassVar[str] = "fogmap.alerts"
@@ -286,7 +299,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for cls in (
         DatasetRegistered, ImageIngested, PredictionScored, PoolScored, ProjectionUpdated,
         BatchProposed, TaskAssigned, TaskReleased, TaskExpired, LabelSubmitted,
-        LabelRetracted, ReviewRequested, ItemDismissed, ModelPublished, DriftAlert,
+        LabelRetracted, ReviewRequested, ItemDismissed, ModelPublished, TrainingProgressed,
+        DriftAlert,
     )
 }
 

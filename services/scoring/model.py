@@ -40,11 +40,19 @@ class FogNet(nn.Module):
         """(N, C, H, W) -> logits (N, classes)."""
         return self.head(self.dropout(self.embedding(x)))
 
-    def mc_head(self, emb: torch.Tensor, samples: int) -> torch.Tensor:
-        """MC-dropout probabilities over the head: (N, D) -> (samples, N, classes)."""
-        stacked = emb.unsqueeze(0).expand(samples, *emb.shape)
-        mask = torch.bernoulli(torch.full_like(stacked, 1 - self.dropout.p)) / (1 - self.dropout.p)
-        return torch.softmax(self.head(stacked * mask), dim=-1)
+    def dropout_masks(self, samples: int, seed: int) -> torch.Tensor:
+        """K dropout masks (K, D), shared by every item of one scoring pass.
+
+        Sharing them makes sample k one set of parameters for the whole pool, which is
+        what joint quantities (EIG between two items) need.
+        """
+        gen = torch.Generator().manual_seed(seed)
+        keep = 1.0 - self.dropout.p
+        return torch.bernoulli(torch.full((samples, EMBED_DIM), keep), generator=gen) / keep
+
+    def mc_head(self, emb: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """MC-dropout probabilities over the head: (N, D), (K, D) -> (K, N, classes)."""
+        return torch.softmax(self.head(emb.unsqueeze(0) * masks.unsqueeze(1)), dim=-1)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

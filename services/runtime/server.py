@@ -1,0 +1,77 @@
+"""``fogmap up``: the whole loop in one process, one asyncio loop.
+
+The services, the FastAPI app (uvicorn) and the Bokeh server share the loop; CPU-heavy
+work (training, scoring, projection) runs in worker threads so neither the API nor the
+dashboard ever waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+import uvicorn
+
+from fogmap.api.app import create_app
+from fogmap.core.settings import Settings
+from fogmap.dashboard.server import start_dashboard, stop_dashboard
+from fogmap.runtime.bootstrap import Runtime, bootstrap
+
+log = structlog.get_logger(__name__)
+
+
+async def serve(settings: Settings, dataset: str | None, ready: asyncio.Event | None = None
+                ) -> None:
+    runtime = bootstrap(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    api = uvicorn.Server(uvicorn.Config(create_app(runtime), host=settings.host,
+                                        port=settings.api_port, log_level="warning",
+                                        lifespan="off", ws="websockets"))
+    api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    api_task = asyncio.create_task(api.serve(), name="api")
+    dashboard = start_dashboard(runtime.dashboard, runtime.images, settings.dashboard_port,
+                                settings.dashboard_origins, settings.host)
+    try:
+        await _wait_started(api)
+        _announce(settings)
+        if dataset:
+            ds = await runtime.ingest(dataset)
+            log.info("data set ready", dataset=ds.name, images=len(ds.images),
+                     classes=len(ds.classes))
+        if ready is not None:
+            ready.set()
+        stop_wait = asyncio.create_task(stop.wait())
+        await asyncio.wait({stop_wait, api_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        api.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(api_task, 5)
+        stop_dashboard(dashboard)
+        await runtime.stop()
+        log.info("stopped")
+
+
+async def _wait_started(api: uvicorn.Server, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not api.started:
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError("the API did not start")
+        await asyncio.sleep(0.05)
+
+
+def _announce(settings: Settings) -> None:
+    base = f"http://{settings.host}:{settings.api_port}"
+    print(f"\nfogmap is up\n  annotator page: {base}/#token={settings.admin_token}\n"
+          f"  API docs:       {base}/docs\n"
+          f"  dashboard:      http://{settings.host}:{settings.dashboard_port}/app\n"
+          f"  admin token:    {settings.admin_token}\n", flush=True)
+
+
+__all__ = ["Runtime", "serve"]

@@ -1,0 +1,42 @@
+"""The in-process torch scorer (the embedded default's adapter of the scorer port)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fogmap.core.events import version_seq
+from fogmap.scoring.model import FogNet, load_weights, to_tensor
+from fogmap.scoring.port import RawScores
+
+
+class TorchScorer:
+    def __init__(self, mc_samples: int = 20, batch_size: int = 512, threads: int = 2) -> None:
+        self.mc_samples = mc_samples
+        self.batch_size = batch_size
+        torch.set_num_threads(threads)
+        self._model: FogNet | None = None
+        self._masks: torch.Tensor | None = None
+        self._version: str | None = None
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    def load(self, version: str, weights: bytes) -> None:
+        model = load_weights(weights)
+        self._masks = model.dropout_masks(self.mc_samples, seed=version_seq(version))
+        self._model, self._version = model, version
+
+    @torch.no_grad()
+    def score(self, images: np.ndarray) -> RawScores:
+        if self._model is None or self._masks is None:
+            raise RuntimeError("no model loaded")
+        probs, mc, emb = [], [], []
+        for lo in range(0, len(images), self.batch_size):
+            e = self._model.embedding(to_tensor(images[lo:lo + self.batch_size]))
+            probs.append(torch.softmax(self._model.head(e), -1).numpy())
+            mc.append(self._model.mc_head(e, self._masks).numpy())
+            emb.append(e.numpy())
+        return RawScores(np.concatenate(probs), np.concatenate(mc, axis=1),
+                         np.concatenate(emb))

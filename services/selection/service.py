@@ -1,0 +1,220 @@
+"""Selection service: proposes what to label next, grouped by similarity.
+
+Consumes the pool (``image.ingested``, ``dataset.registered``), every model's scores
+(``prediction.scored``, version-guarded: an older version never overwrites a newer one),
+and human decisions (labels, retractions, dismissals). Publishes ``batch.proposed``:
+once before any model exists (the cold start) and once per fully scored model version
+(``pool.scored``), each item with the reason it was chosen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import structlog
+
+from fogmap.bus.port import Bus, Subscription
+from fogmap.core.events import (
+    BatchProposed,
+    DatasetRegistered,
+    Envelope,
+    ImageIngested,
+    ItemDismissed,
+    LabelRetracted,
+    LabelSubmitted,
+    Neighbour,
+    PoolScored,
+    PredictionScored,
+    ProposalReason,
+    ProposedItem,
+    version_seq,
+)
+from fogmap.core.service import Publisher, payloads
+from fogmap.core.settings import SelectionSettings
+from fogmap.core.sqlstore import SqliteStore
+from fogmap.selection import strategies as S
+
+log = structlog.get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL DEFAULT 'unlabeled',   -- unlabeled | proposed | labeled | dismissed
+    label INTEGER, label_id TEXT);
+CREATE TABLE IF NOT EXISTS scores (
+    item_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, predicted INTEGER NOT NULL,
+    entropy REAL, margin REAL, lc REAL, bald REAL, eig REAL,
+    probs BLOB NOT NULL, emb BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SelectionService:
+    name = "selection"
+
+    def __init__(self, bus: Bus, store: SqliteStore, cfg: SelectionSettings) -> None:
+        self.pub = Publisher(bus, self.name)
+        self.store, self.cfg = store, cfg
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def open_store(path: object) -> SqliteStore:
+        return SqliteStore(path, SCHEMA)  # type: ignore[arg-type]
+
+    def subscriptions(self) -> list[Subscription]:
+        return [
+            Subscription(("fogmap.images",), "selection", self.on_images, batch_size=5000),
+            Subscription(("fogmap.predictions",), "selection", self.on_predictions,
+                         batch_size=5000),
+            Subscription(("fogmap.labels",), "selection", self.on_labels, batch_size=500),
+        ]
+
+    async def run(self) -> None:
+        return None
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def on_images(self, events: list[Envelope]) -> None:
+        ids = [(p.item_id,) for _, p in payloads(events, "image.ingested")
+               if isinstance(p, ImageIngested) and p.split == "pool"]
+        registered = [p for _, p in payloads(events, "dataset.registered")]
+        with self.store.tx() as db:
+            db.executemany("INSERT OR IGNORE INTO items (item_id) VALUES (?)", ids)
+            for p in registered:
+                assert isinstance(p, DatasetRegistered)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('classes', ?)",
+                           (str(len(p.classes)),))
+        if registered:
+            await self.propose(None)
+
+    async def on_predictions(self, events: list[Envelope]) -> None:
+        rows = [
+            (p.item_id, version_seq(p.model_version), p.predicted_class, p.entropy, p.margin,
+             p.least_confidence, p.bald, p.eig,
+             np.asarray(p.probabilities, np.float32).tobytes(),
+             np.asarray(p.embedding, np.float32).tobytes())
+            for _, p in payloads(events, "prediction.scored")
+            if isinstance(p, PredictionScored)
+        ]
+        if rows:
+            await asyncio.to_thread(self._upsert_scores, rows)
+        for _, p in payloads(events, "pool.scored"):
+            assert isinstance(p, PoolScored)
+            await self.propose(p.model_version)
+
+    def _upsert_scores(self, rows: list[tuple]) -> None:
+        with self.store.tx() as db:
+            db.executemany(
+                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (item_id) DO UPDATE SET seq = excluded.seq, "
+                "predicted = excluded.predicted, entropy = excluded.entropy, "
+                "margin = excluded.margin, lc = excluded.lc, bald = excluded.bald, "
+                "eig = excluded.eig, probs = excluded.probs, emb = excluded.emb "
+                "WHERE excluded.seq >= scores.seq",
+                rows,
+            )
+
+    async def on_labels(self, events: list[Envelope]) -> None:
+        with self.store.tx() as db:
+            for env, p in payloads(events, "label.submitted", "label.retracted",
+                                   "item.dismissed"):
+                if not self.store.fresh(db, env.id):
+                    continue
+                if isinstance(p, LabelSubmitted):
+                    db.execute("UPDATE items SET state = 'labeled', label = ?, label_id = ? "
+                               "WHERE item_id = ?", (p.label, p.label_id, p.item_id))
+                elif isinstance(p, LabelRetracted):
+                    db.execute("UPDATE items SET state = 'unlabeled', label = NULL, "
+                               "label_id = NULL WHERE item_id = ? AND label_id = ?",
+                               (p.item_id, p.label_id))
+                elif isinstance(p, ItemDismissed):
+                    db.execute("UPDATE items SET state = 'dismissed' WHERE item_id = ?",
+                               (p.item_id,))
+
+    # --- proposing ----------------------------------------------------------------------
+
+    async def propose(self, version: str | None) -> BatchProposed | None:
+        batch_id = version or "cold-start"
+        async with self._lock:
+            if self.store.query("SELECT 1 FROM batches WHERE batch_id = ?", (batch_id,)):
+                return None
+            if version is None and self.store.query("SELECT 1 FROM batches"):
+                return None  # a model already exists: no cold start after a restart
+            event = await asyncio.to_thread(self._build, version, batch_id)
+            if event is not None:
+                await self.pub.emit([event], ids=[f"batch:{batch_id}"])
+            with self.store.tx() as db:
+                db.execute("INSERT OR IGNORE INTO batches VALUES (?)", (batch_id,))
+                if event is not None:
+                    db.executemany("UPDATE items SET state = 'proposed' WHERE item_id = ? "
+                                   "AND state = 'unlabeled'",
+                                   [(i.item_id,) for i in event.items])
+        if event is not None:
+            log.info("batch proposed", batch=batch_id, strategy=event.strategy,
+                     items=len(event.items))
+        return event
+
+    def _build(self, version: str | None, batch_id: str) -> BatchProposed | None:
+        seed = self.cfg.seed + version_seq(version)
+        if version is None:
+            ids = [r[0] for r in self.store.query(
+                "SELECT item_id FROM items WHERE state = 'unlabeled' ORDER BY item_id")]
+            rng = np.random.default_rng(seed)
+            chosen = [ids[i] for i in rng.permutation(len(ids))[: self.cfg.initial]]
+            if not chosen:
+                return None
+            items = [ProposedItem(item_id=i, group=0,
+                                  reason=ProposalReason(strategy="random", score=0.0))
+                     for i in chosen]
+            return BatchProposed(batch_id=batch_id, model_version=None, strategy="random",
+                                 items=items)
+        ids, cand, extra = self._candidates()
+        if not ids:
+            return None
+        pick = S.select(self.cfg.strategy, cand, self.cfg.batch_size, seed)
+        groups = S.group(cand.embedding[pick], self.cfg.group_size, seed)
+        order = np.lexsort((np.arange(len(pick)), groups))
+        nb_idx, nb_sim = S.nearest(cand.embedding[pick], cand.labeled_embedding, 3)
+        field = S.SCORE_FIELD.get(self.cfg.strategy, "entropy")
+        items = []
+        for j in order:
+            i = int(pick[j])
+            neighbours = [Neighbour(item_id=extra["labeled_ids"][int(n)],
+                                    label=int(extra["labeled_labels"][int(n)]),
+                                    similarity=round(float(s), 4))
+                          for n, s in zip(nb_idx[j], nb_sim[j], strict=True)]
+            reason = ProposalReason(
+                strategy=self.cfg.strategy, score=float(getattr(cand, field)[i]),
+                entropy=float(cand.entropy[i]), margin=float(cand.margin[i]),
+                least_confidence=float(cand.least_confidence[i]), bald=float(cand.bald[i]),
+                eig=float(cand.eig[i]), predicted_class=int(cand.probs[i].argmax()),
+                neighbours=neighbours)
+            items.append(ProposedItem(item_id=ids[i], group=int(groups[j]), reason=reason))
+        return BatchProposed(batch_id=batch_id, model_version=version,
+                             strategy=self.cfg.strategy, items=items)
+
+    def _candidates(self) -> tuple[list[str], S.Candidates, dict]:
+        rows = self.store.query(
+            "SELECT i.item_id, s.entropy, s.margin, s.lc, s.bald, s.eig, s.probs, s.emb "
+            "FROM items i JOIN scores s USING (item_id) WHERE i.state = 'unlabeled' "
+            "ORDER BY i.item_id")
+        labeled = self.store.query(
+            "SELECT i.item_id, i.label, s.emb FROM items i JOIN scores s USING (item_id) "
+            "WHERE i.state = 'labeled' ORDER BY i.item_id")
+        if not rows:
+            return [], S.Candidates(*(np.zeros((0, 1)),) * 8), {}
+        col = list(zip(*rows, strict=True))
+        dim = len(np.frombuffer(rows[0][7], np.float32))
+        lab_emb = (np.stack([np.frombuffer(r[2], np.float32) for r in labeled])
+                   if labeled else np.zeros((0, dim), np.float32))
+        cand = S.Candidates(
+            probs=np.stack([np.frombuffer(b, np.float32) for b in col[6]]),
+            embedding=np.stack([np.frombuffer(b, np.float32) for b in col[7]]),
+            entropy=np.array(col[1]), margin=np.array(col[2]),
+            least_confidence=np.array(col[3]), bald=np.array(col[4]), eig=np.array(col[5]),
+            labeled_embedding=lab_emb)
+        extra = {"labeled_ids": [r[0] for r in labeled],
+                 "labeled_labels": [r[1] for r in labeled]}
+        return list(col[0]), cand, extra

@@ -1,0 +1,188 @@
+"""Training service: retrains in the background after N new labels or T seconds.
+
+Consumes ``image.ingested`` (held-out images and where pool pixels live) and the label
+topic (``label.submitted`` / ``label.retracted``); publishes ``training.progressed`` while
+it trains and ``model.published`` with held-out accuracy, ECE and the reliability diagram.
+Training runs in a worker thread, so annotators are never blocked by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import structlog
+
+from fogmap.bus.port import Bus, Subscription
+from fogmap.catalog.imagestore import ImageStore
+from fogmap.core.events import (
+    DatasetRegistered,
+    Envelope,
+    ImageIngested,
+    LabelRetracted,
+    LabelSubmitted,
+    ModelPublished,
+    TrainingProgressed,
+    format_version,
+)
+from fogmap.core.service import Publisher, payloads
+from fogmap.core.settings import TrainingSettings
+from fogmap.core.sqlstore import SqliteStore
+from fogmap.scoring.model import save_weights
+from fogmap.training import trainer
+from fogmap.training.registry import ModelRegistry
+
+log = structlog.get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    item_id TEXT PRIMARY KEY, uri TEXT NOT NULL, split TEXT NOT NULL, label INTEGER);
+CREATE TABLE IF NOT EXISTS labels (
+    label_id TEXT PRIMARY KEY, item_id TEXT NOT NULL, label INTEGER NOT NULL,
+    seq INTEGER NOT NULL, active INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (seq INTEGER PRIMARY KEY, labels_seq INTEGER NOT NULL);
+"""
+
+
+class TrainingService:
+    name = "training"
+
+    def __init__(self, bus: Bus, images: ImageStore, models: ModelRegistry,
+                 store: SqliteStore, cfg: TrainingSettings, poll_seconds: float = 0.2) -> None:
+        self.pub = Publisher(bus, self.name)
+        self.images, self.models, self.store, self.cfg = images, models, store, cfg
+        self.poll = poll_seconds
+        self._first_pending: float | None = None
+        self.busy = False
+
+    @staticmethod
+    def open_store(path: object) -> SqliteStore:
+        return SqliteStore(path, SCHEMA)  # type: ignore[arg-type]
+
+    def subscriptions(self) -> list[Subscription]:
+        return [
+            Subscription(("fogmap.images",), "training", self.on_images, batch_size=5000),
+            Subscription(("fogmap.labels",), "training", self.on_labels, batch_size=500),
+        ]
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def on_images(self, events: list[Envelope]) -> None:
+        rows, classes = [], None
+        for _, p in payloads(events, "image.ingested", "dataset.registered"):
+            if isinstance(p, ImageIngested):
+                rows.append((p.item_id, p.uri, p.split, p.label))
+            elif isinstance(p, DatasetRegistered):
+                classes = len(p.classes)
+        with self.store.tx() as db:
+            db.executemany("INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)", rows)
+            if classes is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('classes', ?)", (str(classes),))
+
+    async def on_labels(self, events: list[Envelope]) -> None:
+        with self.store.tx() as db:
+            for env, p in payloads(events, "label.submitted", "label.retracted"):
+                if not self.store.fresh(db, env.id):
+                    continue
+                if isinstance(p, LabelSubmitted):
+                    seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM labels").fetchone()
+                    db.execute("INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, 1)",
+                               (p.label_id, p.item_id, p.label, seq[0]))
+                elif isinstance(p, LabelRetracted):
+                    seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM labels").fetchone()
+                    db.execute("UPDATE labels SET active = 0, seq = ? WHERE label_id = ?",
+                               (seq[0], p.label_id))
+        if self._first_pending is None and self._pending() > 0:
+            self._first_pending = time.monotonic()
+
+    # --- the retraining loop ------------------------------------------------------------
+
+    def _pending(self) -> int:
+        """Label changes since the last published model."""
+        done = self.store.query("SELECT COALESCE(MAX(labels_seq), 0) FROM models")[0][0]
+        return int(self.store.query("SELECT COUNT(*) FROM labels WHERE seq > ?", (done,))[0][0])
+
+    def due(self) -> bool:
+        pending = self._pending()
+        if pending == 0:
+            return False
+        if pending >= self.cfg.every_n_labels:
+            return True
+        if not self.store.query("SELECT 1 FROM models LIMIT 1"):
+            return True  # no model yet: the first one as soon as min_labels allow
+        waited = time.monotonic() - (self._first_pending or time.monotonic())
+        return self.cfg.every_seconds > 0 and waited >= self.cfg.every_seconds
+
+    async def run(self) -> None:
+        while True:
+            if self.due():
+                try:
+                    await self.retrain()
+                except Exception:  # noqa: BLE001 - keep the loop alive, retry next tick
+                    log.exception("retraining failed")
+                    await asyncio.sleep(5)
+            await asyncio.sleep(self.poll)
+
+    def training_set(self) -> tuple[list[str], np.ndarray, int]:
+        """URIs and labels of every labeled item (its latest active label wins)."""
+        rows = self.store.query(
+            "SELECT i.uri, l.label, l.seq FROM labels l JOIN images i USING (item_id) "
+            "WHERE l.active = 1 AND i.split = 'pool' ORDER BY l.item_id, l.seq")
+        latest = {uri: label for uri, label, _ in rows}
+        seq = self.store.query("SELECT COALESCE(MAX(seq), 0) FROM labels")[0][0]
+        return list(latest), np.array(list(latest.values()), dtype=np.int64), int(seq)
+
+    async def retrain(self) -> ModelPublished | None:
+        uris, labels, labels_seq = self.training_set()
+        classes_row = self.store.query("SELECT value FROM meta WHERE key = 'classes'")
+        if len(uris) < self.cfg.min_labels or not classes_row:
+            self._first_pending = None
+            return None
+        classes = int(classes_row[0][0])
+        seq = int(self.store.query("SELECT COALESCE(MAX(seq), 0) + 1 FROM models")[0][0])
+        version = format_version(seq)
+        self.busy, self._first_pending = True, None
+        loop = asyncio.get_running_loop()
+        last = [0.0]
+
+        def progress(step: int, total: int) -> None:
+            if step == total or step / total - last[0] >= 0.1:
+                last[0] = step / total
+                event = TrainingProgressed(model_version=version, labels=len(uris), step=step,
+                                           total=total)
+                asyncio.run_coroutine_threadsafe(self.pub.emit([event]), loop)
+
+        started = time.perf_counter()
+        try:
+            model, metrics = await asyncio.to_thread(
+                self._fit, uris, labels, classes, self.cfg.seed + seq, progress)
+        finally:
+            self.busy = False
+        uri = await asyncio.to_thread(self.models.save, version, save_weights(model))
+        event = ModelPublished(model_version=version, labels=len(uris), metrics=metrics,
+                               weights_uri=uri,
+                               train_seconds=round(time.perf_counter() - started, 3))
+        # Publish, then record: a crash in between retrains the same version (same seed,
+        # same labels) and republishes the same event id, which the bus ignores.
+        await self.pub.emit([event], ids=[f"model:{version}"])
+        with self.store.tx() as db:
+            db.execute("INSERT OR IGNORE INTO models VALUES (?, ?)", (seq, labels_seq))
+        log.info("model published", version=version, labels=len(uris),
+                 accuracy=round(metrics.accuracy, 4), ece=round(metrics.ece, 4))
+        return event
+
+    def _fit(self, uris: list[str], labels: np.ndarray, classes: int, seed: int,
+             progress: trainer.Progress) -> tuple[object, object]:
+        model = trainer.train(self.images.get_many(uris), labels, classes, self.cfg, seed,
+                              progress)
+        test = self.store.query("SELECT uri, label FROM images WHERE split = 'test' "
+                                "AND label IS NOT NULL ORDER BY item_id")
+        if test:
+            metrics = trainer.evaluate(model, self.images.get_many([u for u, _ in test]),
+                                       np.array([y for _, y in test], dtype=np.int64))
+        else:
+            metrics = trainer.ModelMetrics(accuracy=0.0, ece=0.0, nll=0.0, test_items=0,
+                                           calibration=[])
+        return model, metrics
