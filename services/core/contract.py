@@ -114,10 +114,17 @@ def published_schema(name: str) -> dict[str, Any]:
     return json.loads(text.read_text())
 
 
+@cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        published_schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
 def validate_wire(event: dict[str, Any]) -> None:
     """Validate a JSON-decoded event against its published schema (raises on mismatch)."""
     name = str(event.get("type", "")).removeprefix("fogmap.")
     if name not in EVENT_TYPES:
         raise jsonschema.ValidationError(f"unknown event type {event.get('type')!r}")
-    jsonschema.validate(event, published_schema(name),
-                        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    error = jsonschema.exceptions.best_match(_validator(name).iter_errors(event))
+    if error is not None:
+        raise error

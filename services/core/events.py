@@ -33,7 +33,7 @@ class EventData(BaseModel):
     description: ClassVar[str] = ""
 
     def subject(self) -> str:
-        return str(getattr(self, "item_id"))
+        return str(self.item_id)
 
 
 # --- images -----------------------------------------------------------------------------

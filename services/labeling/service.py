@@ -9,6 +9,7 @@ dismissal events through the outbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import secrets
@@ -406,10 +407,8 @@ class LabelingService:
                 log.warning("outbox relay failed; retrying", exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_ready.wait(), 0.5)
-            except TimeoutError:
-                pass
 
     def expire_leases(self, now: float | None = None) -> int:
         now = time.time() if now is None else now

@@ -68,10 +68,12 @@ async def _wait_started(api: uvicorn.Server, timeout: float = 30.0) -> None:
 
 def _announce(settings: Settings) -> None:
     base = f"http://{settings.host}:{settings.api_port}"
-    print(f"\nfogmap is up\n  annotator page: {base}/#token={settings.admin_token}\n"
+    secret = settings.env == "development"  # never echo a production secret
+    token = settings.admin_token if secret else "<FOGMAP_ADMIN_TOKEN>"
+    print(f"\nfogmap is up\n  annotator page: {base}/#token={token}\n"
           f"  API docs:       {base}/docs\n"
-          f"  dashboard:      http://{settings.host}:{settings.dashboard_port}/app\n"
-          f"  admin token:    {settings.admin_token}\n", flush=True)
+          f"  dashboard:      http://{settings.host}:{settings.dashboard_port}/\n"
+          f"  admin token:    {token}\n", flush=True)
 
 
 __all__ = ["Runtime", "serve"]
