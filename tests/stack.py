@@ -33,7 +33,6 @@ async def running_stack(settings: Settings, dataset: str = "digits",
     server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1",
                                            port=settings.api_port, log_level="warning",
                                            lifespan="off"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     bokeh = (start_dashboard(runtime.dashboard, runtime.images, settings.dashboard_port,
                              settings.dashboard_origins) if dashboard else None)

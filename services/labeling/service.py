@@ -238,6 +238,8 @@ class LabelingService:
                          "task_id = ?", (task_id,)).fetchone()
         if row is None or (row[2] != user.name and user.role != "admin"):
             raise NotFound(f"no task {task_id!r}")  # a foreign task is indistinguishable
+        if row[1] == "open":
+            raise Conflict(f"your lease on task {task_id!r} expired; lease new work")
         if row[1] != "leased":
             raise Conflict(f"task {task_id!r} is {row[1]}, not leased by you")
         return row[0], row[3]
@@ -416,8 +418,9 @@ class LabelingService:
             rows = db.execute("SELECT task_id, item_id, annotator FROM tasks WHERE status = "
                               "'leased' AND lease_expires < ?", (now,)).fetchall()
             for task_id, item_id, annotator in rows:
-                db.execute("UPDATE tasks SET status = 'open', annotator = NULL, "
-                           "lease_expires = NULL WHERE task_id = ?", (task_id,))
+                # The annotator stays on the row so a late submit hears "expired".
+                db.execute("UPDATE tasks SET status = 'open', lease_expires = NULL "
+                           "WHERE task_id = ?", (task_id,))
                 self._emit(db, TaskExpired(task_id=task_id, item_id=item_id,
                                            annotator=annotator))
         if rows:

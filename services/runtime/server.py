@@ -34,7 +34,6 @@ async def serve(settings: Settings, dataset: str | None, ready: asyncio.Event | 
     api = uvicorn.Server(uvicorn.Config(create_app(runtime), host=settings.host,
                                         port=settings.api_port, log_level="warning",
                                         lifespan="off", ws="websockets"))
-    api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     api_task = asyncio.create_task(api.serve(), name="api")
     dashboard = start_dashboard(runtime.dashboard, runtime.images, settings.dashboard_port,
                                 settings.dashboard_origins, settings.host)

@@ -79,6 +79,9 @@ async def _run(cfg: Settings, dataset: str, strategy: str, seed: int, initial: i
                    disable=not cfg.progress)
         deadline = time.monotonic() + timeout
         for target in targets:
+            if target - labeled < batch and labeled:  # a short last round retrains too
+                runtime.training.cfg = runtime.training.cfg.model_copy(
+                    update={"every_n_labels": target - labeled})
             while labeled < target:
                 labeled += await _label_round(runtime, users, truth, target - labeled)
                 bar.update(labeled - bar.n)

@@ -34,7 +34,7 @@ def train(images: np.ndarray, labels: np.ndarray, classes: int, cfg: TrainingSet
                             weight_decay=cfg.weight_decay)
     n = len(x)
     steps_per_epoch = max(1, -(-n // cfg.batch_size))
-    steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps)
+    steps = min(max(cfg.epochs * steps_per_epoch, cfg.min_steps), cfg.max_steps)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.learning_rate, total_steps=steps)
     model.train()
     step = 0
