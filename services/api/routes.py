@@ -49,31 +49,31 @@ class UserIn(In):
 
 
 @router.get("/me")
-def me(user: UserDep) -> dict[str, str]:
+async def me(user: UserDep) -> dict[str, str]:
     """Who the token belongs to."""
     return {"name": user.name, "role": user.role}
 
 
 @router.get("/classes")
-def classes(runtime: RuntimeDep, user: UserDep) -> list[str]:
+async def classes(runtime: RuntimeDep, user: UserDep) -> list[str]:
     """The data set's class names, index = label."""
     return runtime.labeling.classes()
 
 
 @router.get("/tasks")
-def my_tasks(runtime: RuntimeDep, user: Labeler) -> list[dict[str, Any]]:
+async def my_tasks(runtime: RuntimeDep, user: Labeler) -> list[dict[str, Any]]:
     """Tasks leased to the caller."""
     return runtime.labeling.my_tasks(user)
 
 
 @router.post("/tasks/next")
-def next_tasks(body: NextIn, runtime: RuntimeDep, user: Labeler) -> list[dict[str, Any]]:
+async def next_tasks(body: NextIn, runtime: RuntimeDep, user: Labeler) -> list[dict[str, Any]]:
     """Lease up to ``n`` tasks (look-alikes together); returns all the caller holds."""
     return runtime.labeling.lease_next(user, body.n)
 
 
 @router.post("/tasks/{task_id}/label", status_code=status.HTTP_201_CREATED)
-def label_task(task_id: str, body: LabelIn, runtime: RuntimeDep, user: Labeler,
+async def label_task(task_id: str, body: LabelIn, runtime: RuntimeDep, user: Labeler,
                response: Response) -> dict[str, Any]:
     """Label a leased task, with a rationale."""
     out = runtime.labeling.submit_label(user, task_id, body.label, body.rationale,
@@ -84,20 +84,20 @@ def label_task(task_id: str, body: LabelIn, runtime: RuntimeDep, user: Labeler,
 
 
 @router.post("/tasks/{task_id}/action")
-def act_on_task(task_id: str, body: ActionIn, runtime: RuntimeDep,
+async def act_on_task(task_id: str, body: ActionIn, runtime: RuntimeDep,
                 user: Labeler) -> dict[str, Any]:
     """Quick actions: dismiss, request an expert, mark for review, second opinion."""
     return runtime.labeling.quick_action(user, task_id, body.action, body.rationale)
 
 
 @router.post("/tasks/{task_id}/release", status_code=status.HTTP_204_NO_CONTENT)
-def release_task(task_id: str, runtime: RuntimeDep, user: Labeler) -> None:
+async def release_task(task_id: str, runtime: RuntimeDep, user: Labeler) -> None:
     """Give a leased task back unlabeled."""
     runtime.labeling.release(user, task_id)
 
 
 @router.post("/items/{item_id}/label", status_code=status.HTTP_201_CREATED)
-def label_item(item_id: str, body: LabelIn, runtime: RuntimeDep,
+async def label_item(item_id: str, body: LabelIn, runtime: RuntimeDep,
                user: Reviewer) -> dict[str, Any]:
     """Experts and reviewers label any pool item directly (disputes, reviews)."""
     return runtime.labeling.submit_label(user, None, body.label, body.rationale,
@@ -115,7 +115,7 @@ async def item_image(item_id: str, runtime: RuntimeDep, user: UserDep,
 
 
 @router.get("/items/{item_id}/labels")
-def item_labels(item_id: str, runtime: RuntimeDep, user: UserDep) -> list[dict[str, Any]]:
+async def item_labels(item_id: str, runtime: RuntimeDep, user: UserDep) -> list[dict[str, Any]]:
     """Labels of an item (annotators see only their own)."""
     runtime.labeling.item_uri(user, item_id)
     return runtime.labeling.labels_of(user, item_id)
@@ -127,32 +127,35 @@ async def similar(item_id: str, runtime: RuntimeDep, user: UserDep,
                   labeled_only: bool = False) -> list[dict[str, Any]]:
     """Nearest items in the current embedding (the vector service)."""
     runtime.labeling.item_uri(user, item_id)
-    hits = await asyncio.to_thread(runtime.vectors.similar, item_id, k, labeled_only)
-    return [h for h in hits if user.role != "annotator" or h.get("status") == "labeled"]
+    labeled_only = labeled_only or user.role == "annotator"  # annotators see labeled ones
+    hits = await runtime.vectors.similar(item_id, k, labeled_only)
+    return [{"item_id": hit, "similarity": round(float(score), 4),
+             "status": payload.get("status"), "predicted_class": payload.get("predicted_class")}
+            for hit, score, payload in hits]
 
 
 @router.get("/labels")
-def my_labels(runtime: RuntimeDep, user: UserDep) -> list[dict[str, Any]]:
+async def my_labels(runtime: RuntimeDep, user: UserDep) -> list[dict[str, Any]]:
     """The caller's labels (ops and admins: everyone's)."""
     return runtime.labeling.labels_of(user)
 
 
 @router.post("/labels/{label_id}/retract")
-def retract(label_id: str, body: RetractIn, runtime: RuntimeDep,
+async def retract(label_id: str, body: RetractIn, runtime: RuntimeDep,
             user: UserDep) -> dict[str, Any]:
     """Withdraw a label; training forgets it at the next retrain."""
     return runtime.labeling.retract(user, label_id, body.reason)
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)
-def create_user(body: UserIn, runtime: RuntimeDep, user: Admin) -> dict[str, str]:
+async def create_user(body: UserIn, runtime: RuntimeDep, user: Admin) -> dict[str, str]:
     """Create a user; the token is shown once."""
     token = runtime.labeling.create_user(body.name, body.role)
     return {"name": body.name, "role": body.role, "token": token}
 
 
 @router.get("/status")
-def system_status(runtime: RuntimeDep, user: UserDep) -> dict[str, Any]:
+async def system_status(runtime: RuntimeDep, user: UserDep) -> dict[str, Any]:
     """Queue sizes and label counts."""
     return runtime.labeling.stats()
 

@@ -62,7 +62,8 @@ class SqliteBus:
     async def publish(self, events: Sequence[Envelope]) -> None:
         if not events:
             return
-        rows = [(e.topic, e.id, e.subject, e.model_dump_json()) for e in events]
+        rows = await asyncio.to_thread(
+            lambda: [(e.topic, e.id, e.subject, e.model_dump_json()) for e in events])
         await asyncio.to_thread(self._append, rows)
         for topic in {r[0] for r in rows}:
             if topic in self._wake:
@@ -139,7 +140,7 @@ class SqliteBus:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self._poll)
                 continue
-            events, bad = _decode(rows)
+            events, bad = await asyncio.to_thread(_decode, rows)
             if bad:
                 await self._dead_letter(topic, bad, "malformed record")
             if events:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 
 import structlog
 import uvicorn
@@ -24,6 +25,9 @@ log = structlog.get_logger(__name__)
 
 async def serve(settings: Settings, dataset: str | None, ready: asyncio.Event | None = None
                 ) -> None:
+    # Training and scoring threads hold the GIL in bursts; a shorter switch interval
+    # bounds how long the event loop (every HTTP request) waits for it.
+    sys.setswitchinterval(0.001)
     runtime = bootstrap(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import structlog
+from tqdm import tqdm
 
 from fogmap.bus.port import Bus, Subscription
 from fogmap.catalog.imagestore import ImageStore
@@ -50,10 +51,11 @@ class TrainingService:
     name = "training"
 
     def __init__(self, bus: Bus, images: ImageStore, models: ModelRegistry,
-                 store: SqliteStore, cfg: TrainingSettings, poll_seconds: float = 0.2) -> None:
+                 store: SqliteStore, cfg: TrainingSettings, poll_seconds: float = 0.2,
+                 progress: bool = True) -> None:
         self.pub = Publisher(bus, self.name)
         self.images, self.models, self.store, self.cfg = images, models, store, cfg
-        self.poll = poll_seconds
+        self.poll, self.progress = poll_seconds, progress
         self._first_pending: float | None = None
         self.busy = False
 
@@ -147,7 +149,12 @@ class TrainingService:
         loop = asyncio.get_running_loop()
         last = [0.0]
 
+        bar = tqdm(total=1, desc=f"training {version}", unit="step", leave=False,
+                   disable=not self.progress)
+
         def progress(step: int, total: int) -> None:
+            bar.total = total
+            bar.update(step - bar.n)
             if step == total or step / total - last[0] >= 0.1:
                 last[0] = step / total
                 event = TrainingProgressed(model_version=version, labels=len(uris), step=step,
@@ -160,6 +167,7 @@ class TrainingService:
                 self._fit, uris, labels, classes, self.cfg.seed + seq, progress)
         finally:
             self.busy = False
+            bar.close()
         uri = await asyncio.to_thread(self.models.save, version, save_weights(model))
         event = ModelPublished(model_version=version, labels=len(uris), metrics=metrics,
                                weights_uri=uri,

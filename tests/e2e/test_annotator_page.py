@@ -334,7 +334,7 @@ async def test_annotator_page_in_headless_chromium(settings: Settings, tmp_path:
         rt.labeling.expire_leases(now=time.time() + 10_000)
         await cdp.key("7")
         await cdp.key("Enter")
-        await cdp.wait_js(f"{STATUS}.includes({json.dumps(f'no task {fourth_task!r}')})",
+        await cdp.wait_js(f"{STATUS}.includes({json.dumps(f'task {fourth_task!r} expired')})",
                           what="the API's error detail in the status line")
         assert await cdp.js("document.getElementById('status').classList.contains("
                             "'status-error')")

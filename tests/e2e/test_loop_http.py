@@ -117,6 +117,16 @@ async def test_concurrent_annotators_over_http(settings: Settings) -> None:
                    if e["type"] == "fogmap.image.ingested" and e["data"]["split"] == "pool")
         assert len({e["subject"] for e in scored}) == pool
 
+        # The vector service answers similar-items queries through the API.
+        some = acked[0]["item_id"]
+        async with httpx.AsyncClient(base_url=stack.api, timeout=30) as http:
+            r = await http.get(f"/api/items/{some}/similar", params={"k": 5},
+                               headers={"Authorization": f"Bearer {settings.admin_token}"})
+        assert r.status_code == 200, r.text
+        hits = r.json()
+        assert len(hits) == 5 and all(h["item_id"] != some for h in hits)
+        assert all(-1.0 <= h["similarity"] <= 1.0 for h in hits)
+
         # The dashboard document (over its websocket) shows the labeled items.
         labeled = {a["item_id"] for a in acked}
 

@@ -22,38 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, until
-
-TOKEN = "k" * 32
-
-
-def start(data_dir: Path, api: int, dash: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "FOGMAP_ADMIN_TOKEN": TOKEN, "FOGMAP_PROGRESS": "false",
-           "FOGMAP_TRAINING__EVERY_N_LABELS": "15", "FOGMAP_TRAINING__EVERY_SECONDS": "0",
-           "FOGMAP_TRAINING__MAX_STEPS": "200", "FOGMAP_SELECTION__BATCH_SIZE": "30",
-           "FOGMAP_SELECTION__INITIAL": "40", "FOGMAP_SCORING__MC_SAMPLES": "8",
-           "FOGMAP_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "fogmap.cli", "up", "--dataset", "digits", "--data-dir",
-         str(data_dir), "--api-port", str(api), "--dashboard-port", str(dash)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-async def healthy(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(timeout=2) as http:
-            r = await http.get(f"{url}/api/status", headers={"Authorization": f"Bearer {TOKEN}"})
-            return r.status_code == 200 and r.json().get("tasks_open", 0) > 0
-    except httpx.HTTPError:
-        return False
-
-
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await healthy(url):
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
-        assert loop.time() < deadline, "fogmap up did not become ready"
-        await asyncio.sleep(0.25)
+from tests.stack import TOKEN, spawn_up, wait_healthy
 
 
 async def label_some(url: str, token: str, name: str, acked: list[dict], stop_after: int
@@ -89,7 +58,7 @@ async def test_sigkill_mid_labeling_loses_nothing_and_doubles_nothing(tmp_path: 
     data = tmp_path / "fm"
     api, dash = free_port(), free_port()
     url = f"http://127.0.0.1:{api}"
-    proc = start(data, api, dash)
+    proc = spawn_up(data, api, dash)
     try:
         await wait_healthy(url, proc)
         async with httpx.AsyncClient(base_url=url, timeout=10,
@@ -106,7 +75,7 @@ async def test_sigkill_mid_labeling_loses_nothing_and_doubles_nothing(tmp_path: 
         await asyncio.gather(*workers)
         before = len(acked)
 
-        proc = start(data, api, dash)
+        proc = spawn_up(data, api, dash)
         await wait_healthy(url, proc)
         labels = {a["label_id"] for a in acked}
         async with httpx.AsyncClient(base_url=url, timeout=10,
