@@ -50,7 +50,7 @@ def train(images: np.ndarray, labels: np.ndarray, classes: int, cfg: TrainingSet
             opt.step()
             sched.step()
             step += 1
-            if progress and step % 25 == 0:
+            if progress and (step % 25 == 0 or step == steps):
                 progress(step, steps)
             if step >= steps:
                 break
