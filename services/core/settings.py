@@ -26,6 +26,7 @@ class TrainingSettings(BaseModel):
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     seed: int = 0
+    isolate: bool = Field(True, description="train in a child process (off: a thread)")
 
 
 class ScoringSettings(BaseModel):

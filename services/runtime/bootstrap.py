@@ -121,7 +121,8 @@ def bootstrap(settings: Settings) -> Runtime:
         monitor=MonitorService(bus),
         dashboard=DashboardView(),
         stores=[labeling_store, scoring_store, selection_store, training_store],
-        closers=[index, bus],
+        closers=[index, bus],  # the training pool is added below
     )
+    runtime.closers.append(runtime.training)
     runtime.labeling.ensure_user("admin", "admin", settings.admin_token)
     return runtime

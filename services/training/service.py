@@ -3,7 +3,8 @@
 Consumes ``image.ingested`` (held-out images and where pool pixels live) and the label
 topic (``label.submitted`` / ``label.retracted``); publishes ``training.progressed`` while
 it trains and ``model.published`` with held-out accuracy, ECE and the reliability diagram.
-Training runs in a worker thread, so annotators are never blocked by it.
+Training runs in a child process (:mod:`fogmap.training.worker`), so annotators are
+never blocked by it.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from fogmap.core.events import (
 from fogmap.core.service import Publisher, payloads
 from fogmap.core.settings import TrainingSettings
 from fogmap.core.sqlstore import SqliteStore
-from fogmap.scoring.model import save_weights
-from fogmap.training import trainer
 from fogmap.training.registry import ModelRegistry
+from fogmap.training.worker import TrainerPool
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,7 @@ class TrainingService:
         self.pub = Publisher(bus, self.name)
         self.images, self.models, self.store, self.cfg = images, models, store, cfg
         self.poll, self.progress = poll_seconds, progress
+        self.pool = TrainerPool(cfg.isolate)
         self._first_pending: float | None = None
         self.busy = False
 
@@ -163,12 +164,14 @@ class TrainingService:
 
         started = time.perf_counter()
         try:
-            model, metrics = await asyncio.to_thread(
-                self._fit, uris, labels, classes, self.cfg.seed + seq, progress)
+            images, test_images, test_labels = await asyncio.to_thread(self._inputs, uris)
+            weights, metrics = await self.pool.fit(
+                images, labels, classes, self.cfg, self.cfg.seed + seq, test_images,
+                test_labels, progress=progress)
         finally:
             self.busy = False
             bar.close()
-        uri = await asyncio.to_thread(self.models.save, version, save_weights(model))
+        uri = await asyncio.to_thread(self.models.save, version, weights)
         event = ModelPublished(model_version=version, labels=len(uris), metrics=metrics,
                                weights_uri=uri,
                                train_seconds=round(time.perf_counter() - started, 3))
@@ -181,16 +184,14 @@ class TrainingService:
                  accuracy=round(metrics.accuracy, 4), ece=round(metrics.ece, 4))
         return event
 
-    def _fit(self, uris: list[str], labels: np.ndarray, classes: int, seed: int,
-             progress: trainer.Progress) -> tuple[object, object]:
-        model = trainer.train(self.images.get_many(uris), labels, classes, self.cfg, seed,
-                              progress)
+    def _inputs(self, uris: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Training pixels, and the held-out pixels and labels."""
         test = self.store.query("SELECT uri, label FROM images WHERE split = 'test' "
                                 "AND label IS NOT NULL ORDER BY item_id")
-        if test:
-            metrics = trainer.evaluate(model, self.images.get_many([u for u, _ in test]),
-                                       np.array([y for _, y in test], dtype=np.int64))
-        else:
-            metrics = trainer.ModelMetrics(accuracy=0.0, ece=0.0, nll=0.0, test_items=0,
-                                           calibration=[])
-        return model, metrics
+        test_images = (self.images.get_many([u for u, _ in test]) if test
+                       else np.zeros((0, 1, 1, 1), np.uint8))
+        return (self.images.get_many(uris), test_images,
+                np.array([y for _, y in test], dtype=np.int64))
+
+    def close(self) -> None:
+        self.pool.close()
