@@ -156,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="an active-learning run with simulated annotators")
     sim.add_argument("--dataset", default="digits")
-    sim.add_argument("--strategy", default="margin")
+    sim.add_argument("--strategy", default="auto")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--initial", type=int, default=20)
     sim.add_argument("--batch", type=int, default=20)

@@ -37,7 +37,7 @@ class ScoringSettings(BaseModel):
 
 
 class SelectionSettings(BaseModel):
-    strategy: str = "margin"
+    strategy: str = "auto"
     batch_size: int = Field(20, ge=1, description="items proposed per round")
     initial: int = Field(20, ge=1, description="items proposed before any model exists")
     group_size: int = Field(5, ge=1, description="look-alikes an annotator labels together")

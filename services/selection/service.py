@@ -158,26 +158,20 @@ class SelectionService:
 
     def _build(self, version: str | None, batch_id: str) -> BatchProposed | None:
         seed = self.cfg.seed + version_seq(version)
-        if version is None:
-            ids = [r[0] for r in self.store.query(
-                "SELECT item_id FROM items WHERE state = 'unlabeled' ORDER BY item_id")]
-            rng = np.random.default_rng(seed)
-            chosen = [ids[i] for i in rng.permutation(len(ids))[: self.cfg.initial]]
-            if not chosen:
-                return None
-            items = [ProposedItem(item_id=i, group=0,
-                                  reason=ProposalReason(strategy="random", score=0.0))
-                     for i in chosen]
-            return BatchProposed(batch_id=batch_id, model_version=None, strategy="random",
-                                 items=items)
+        name, k = self.cfg.strategy, self.cfg.batch_size
+        if version is None:  # the cold start: only strategies that need no model
+            name = name if name in S.MODEL_FREE else "random"
+            k = self.cfg.initial
+            if name == "random":
+                return self._random_start(batch_id, seed)
         ids, cand, extra = self._candidates()
-        if not ids:
-            return None
-        pick = S.select(self.cfg.strategy, cand, self.cfg.batch_size, seed)
+        if cand is None:  # no embeddings at all
+            return self._random_start(batch_id, seed) if version is None else None
+        pick = S.select(name, cand, k, seed)
+        chosen_by = S.phases(name, cand, k)
         groups = S.group(cand.embedding[pick], self.cfg.group_size, seed)
         order = np.lexsort((np.arange(len(pick)), groups))
         nb_idx, nb_sim = S.nearest(cand.embedding[pick], cand.labeled_embedding, 3)
-        field = S.SCORE_FIELD.get(self.cfg.strategy, "entropy")
         items = []
         for j in order:
             i = int(pick[j])
@@ -185,17 +179,38 @@ class SelectionService:
                                     label=int(extra["labeled_labels"][int(n)]),
                                     similarity=round(float(s), 4))
                           for n, s in zip(nb_idx[j], nb_sim[j], strict=True)]
+            by = chosen_by[j]
             reason = ProposalReason(
-                strategy=self.cfg.strategy, score=float(getattr(cand, field)[i]),
+                strategy=name if by == name else f"{name}:{by}",
+                score=float(getattr(cand, S.SCORE_FIELD[by])[i]),
                 entropy=float(cand.entropy[i]), margin=float(cand.margin[i]),
                 least_confidence=float(cand.least_confidence[i]), bald=float(cand.bald[i]),
                 eig=float(cand.eig[i]), predicted_class=int(cand.probs[i].argmax()),
                 neighbours=neighbours)
             items.append(ProposedItem(item_id=ids[i], group=int(groups[j]), reason=reason))
-        return BatchProposed(batch_id=batch_id, model_version=version,
-                             strategy=self.cfg.strategy, items=items)
+        return BatchProposed(batch_id=batch_id, model_version=version, strategy=name,
+                             items=items)
 
-    def _candidates(self) -> tuple[list[str], S.Candidates, dict]:
+    def _random_start(self, batch_id: str, seed: int) -> BatchProposed | None:
+        """The cold start with no embeddings at all: ``initial`` items at random."""
+        ids = [r[0] for r in self.store.query(
+            "SELECT item_id FROM items WHERE state = 'unlabeled' ORDER BY item_id")]
+        rng = np.random.default_rng(seed)
+        chosen = [ids[i] for i in rng.permutation(len(ids))[: self.cfg.initial]]
+        if not chosen:
+            return None
+        items = [ProposedItem(item_id=i, group=0,
+                              reason=ProposalReason(strategy="random", score=0.0))
+                 for i in chosen]
+        return BatchProposed(batch_id=batch_id, model_version=None, strategy="random",
+                             items=items)
+
+    def _candidates(self) -> tuple[list[str], S.Candidates | None, dict]:
+        """The unlabeled items that have embeddings, as strategy input (sorted by id).
+
+        Embeddings normally come with a model's scores; whatever wrote them, a strategy
+        can run on them; ``([], None, {})`` means there are none.
+        """
         rows = self.store.query(
             "SELECT i.item_id, s.entropy, s.margin, s.lc, s.bald, s.eig, s.probs, s.emb "
             "FROM items i JOIN scores s USING (item_id) WHERE i.state = 'unlabeled' "
@@ -204,17 +219,21 @@ class SelectionService:
             "SELECT i.item_id, i.label, s.emb FROM items i JOIN scores s USING (item_id) "
             "WHERE i.state = 'labeled' ORDER BY i.item_id")
         if not rows:
-            return [], S.Candidates(*(np.zeros((0, 1)),) * 8), {}
+            return [], None, {}
         col = list(zip(*rows, strict=True))
-        dim = len(np.frombuffer(rows[0][7], np.float32))
-        lab_emb = (np.stack([np.frombuffer(r[2], np.float32) for r in labeled])
-                   if labeled else np.zeros((0, dim), np.float32))
+        emb = _stack(col[7], len(rows))  # (N, D)
+        lab_emb = _stack([r[2] for r in labeled], len(labeled), emb.shape[1])  # (L, D)
         cand = S.Candidates(
-            probs=np.stack([np.frombuffer(b, np.float32) for b in col[6]]),
-            embedding=np.stack([np.frombuffer(b, np.float32) for b in col[7]]),
+            probs=_stack(col[6], len(rows)), embedding=emb,
             entropy=np.array(col[1]), margin=np.array(col[2]),
             least_confidence=np.array(col[3]), bald=np.array(col[4]), eig=np.array(col[5]),
             labeled_embedding=lab_emb)
         extra = {"labeled_ids": [r[0] for r in labeled],
                  "labeled_labels": [r[1] for r in labeled]}
         return list(col[0]), cand, extra
+
+
+def _stack(blobs: list[bytes] | tuple[bytes, ...], n: int, width: int = 0) -> np.ndarray:
+    """n float32 vectors stored as bytes -> (n, width) in one copy."""
+    flat = np.frombuffer(b"".join(blobs), np.float32)
+    return flat.reshape(n, -1) if n else flat.reshape(0, width)

@@ -3,15 +3,32 @@
 A strategy sees a :class:`Candidates` view of the unlabeled pool and returns the indices
 (into that view) of the ``k`` items to label next, best first. Shapes: N candidates,
 C classes, D embedding dimensions, L labeled items.
+
+* uncertainty: ``least-confidence``, ``margin``, ``entropy``, ``bald``, ``eig`` (top k);
+* diversity: ``kcenter`` (core-set), ``typiclust`` (typical points of uncovered clusters);
+* both: ``badge`` (k-means++ in gradient space), ``margin-diverse`` (one per cluster of
+  the most uncertain);
+* ``auto`` (the default): typicality at the cold start, uncertainty x diversity later;
+* ``random``, the baseline.
+
+Randomness comes only from the seeded generator, and :func:`select` runs every strategy
+on a canonical (content-sorted) order of the pool, so for a fixed seed every strategy is
+permutation equivariant: permuting the pool permutes the picks. Distance computations run
+in blocks of ``chunk`` rows, so memory stays bounded at 60k candidates.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+
+CHUNK = 2048  # a distance block holds at most CHUNK**2 floats (16 MiB in float32)
+TYPICAL_UNTIL, UNCERTAIN_FROM = 5, 10  # auto's switch, in labels per class
 
 
 @dataclass(frozen=True)
@@ -28,12 +45,20 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.entropy)
 
+    def take(self, idx: np.ndarray) -> Candidates:
+        """The candidates ``idx`` (M,), in that order; the labeled set is unchanged."""
+        return replace(self, **{f.name: getattr(self, f.name)[idx] for f in fields(self)
+                                if f.name != "labeled_embedding"})
+
 
 Strategy = Callable[[Candidates, int, np.random.Generator], np.ndarray]
 
 
+# --- uncertainty: the top k of one measure ----------------------------------------------
+
+
 def top_k(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of the k highest scores; ties broken at random (permutation equivariant)."""
+    """Indices (k,) of the k highest of ``scores`` (N,); ties broken at random."""
     jitter = rng.random(len(scores)) * 1e-9
     return np.argsort(-(scores + jitter), kind="stable")[:k]
 
@@ -51,26 +76,297 @@ def random(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(len(c))[:k]
 
 
+# --- distances ----------------------------------------------------------------------------
+
+
+def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances: (A, D) x (B, D) -> (A, B), never negative."""
+    d = a @ b.T
+    d *= -2.0
+    d += (a * a).sum(1)[:, None]
+    d += (b * b).sum(1)[None, :]
+    return np.maximum(d, 0.0, out=d)
+
+
+def min_sq_dist(x: np.ndarray, ref: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """Squared distance from each row of x (N, D) to its nearest row of ref (L, D): (N,).
+
+    ``inf`` when ref is empty. Computed in (chunk, chunk) blocks.
+    """
+    out = np.full(len(x), np.inf, dtype=np.result_type(x, ref))
+    rn = (ref * ref).sum(1)  # (L,)
+    for lo in range(0, len(x), chunk):
+        for r in range(0, len(ref), chunk):
+            block = x[lo:lo + chunk] @ ref[r:r + chunk].T  # (chunk, chunk)
+            block *= -2.0
+            block += rn[r:r + chunk]
+            np.minimum(out[lo:lo + chunk], block.min(1), out=out[lo:lo + chunk])
+    return np.maximum(out + (x * x).sum(1), 0.0)  # ||x||^2 is constant along each row
+
+
+def typicality(x: np.ndarray, chunk: int = CHUNK, neighbours: int = 20) -> np.ndarray:
+    """Inverse mean distance to the nearest neighbours: (N, D) -> (N,), all > 0.
+
+    Uses min(neighbours, N // 2) neighbours (TypiClust); rows run in blocks so that a
+    block holds at most chunk**2 distances.
+    """
+    n = len(x)
+    kn = min(neighbours, n // 2)
+    if kn == 0:
+        return np.ones(n)
+    sq = (x * x).sum(1)  # (N,)
+    rows = max(1, chunk * chunk // n)
+    out = np.empty(n)
+    for lo in range(0, n, rows):
+        d = x[lo:lo + rows] @ x.T  # (rows, N), then ||x_j||^2 - 2 x_i.x_j
+        d *= -2.0
+        d += sq
+        d[np.arange(len(d)), np.arange(lo, lo + len(d))] = np.inf  # not its own neighbour
+        d.partition(kn - 1, axis=1)  # in place: the kn nearest come first
+        near = d[:, :kn] + sq[lo:lo + rows, None]
+        out[lo:lo + rows] = 1.0 / (np.sqrt(np.maximum(near, 0.0)).mean(1) + 1e-12)
+    return out
+
+
+def kmeans(x: np.ndarray, clusters: int, rng: np.random.Generator,
+           sample: int = 20_000) -> np.ndarray:
+    """Cluster ids (N,) of x (N, D): k-means++ seeding (one trial per centre, so it stays
+    cheap at hundreds of clusters) and at most 30 Lloyd rounds, fitted on at most
+    ``sample`` rows drawn at random; then every row goes to its nearest centre."""
+    if clusters >= len(x):
+        return np.arange(len(x))
+    x = x.astype(np.float32)  # sklearn's k-means runs natively, and twice as fast, in it
+    fit = x if len(x) <= sample else x[np.sort(rng.choice(len(x), sample, replace=False))]
+    seeds, _ = kmeans_plusplus(fit, clusters, random_state=int(rng.integers(2**31)),
+                               n_local_trials=1)
+    model = KMeans(clusters, init=seeds, n_init=1, max_iter=30)
+    with warnings.catch_warnings():  # duplicate points: fewer distinct clusters is fine
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(fit)
+    return np.asarray(model.predict(x))
+
+
+def fill(picks: list[int], ranked: np.ndarray, k: int) -> np.ndarray:
+    """``picks`` topped up to k from ``ranked`` (best first), skipping repeats: (k,)."""
+    seen = set(picks)
+    rest = [int(i) for i in ranked if int(i) not in seen]
+    return np.array((picks + rest)[:k], dtype=int)
+
+
+# --- diversity and uncertainty x diversity ------------------------------------------------
+
+
+def kcenter(c: Candidates, k: int, rng: np.random.Generator,
+            chunk: int = CHUNK) -> np.ndarray:
+    """Core-set (Sener & Savarese 2018): greedy k-center over the embeddings.
+
+    Each pick is the candidate farthest from the labeled set and the earlier picks, so
+    the picks greedily minimize the largest distance from any item to a labeled one.
+    With no labels the first pick is the item nearest the pool's mean. Deterministic.
+    """
+    x = c.embedding.astype(np.float32)  # (N, D); float32 halves the distance work
+    d = min_sq_dist(x, c.labeled_embedding.astype(np.float32), chunk)  # (N,)
+    picks: list[int] = []
+    if not len(c.labeled_embedding):
+        picks.append(int(np.argmin(sq_dist(x, x.mean(0, keepdims=True))[:, 0])))
+        d = sq_dist(x, x[picks[0]:picks[0] + 1])[:, 0]
+    d[picks] = -1.0
+    while len(picks) < k:
+        i = int(np.argmax(d))
+        picks.append(i)
+        np.minimum(d, sq_dist(x, x[i:i + 1])[:, 0], out=d)
+        d[picks] = -1.0
+    return np.array(picks, dtype=int)
+
+
+def gradient_factors(probs: np.ndarray, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BADGE's gradient embedding g_i = a_i (x) h_i in factors: a = p - onehot(argmax p)
+    (N, C) and h = embedding (N, D); g (N, C*D) itself is never formed."""
+    a = probs.astype(np.float64).copy()
+    a[np.arange(len(a)), a.argmax(1)] -= 1.0
+    return a, embedding.astype(np.float64)
+
+
+def gradient_sq_dist(a: np.ndarray, h: np.ndarray, i: int,
+                     sq: np.ndarray | None = None) -> np.ndarray:
+    """||g_j - g_i||^2 for every j: (N,), from <g_i, g_j> = <a_i, a_j> <h_i, h_j>.
+
+    O(N (C + D)) time and O(N) memory, where forming g would take N * C * D. ``sq`` (N,)
+    is ||g||^2 when the caller has it.
+    """
+    sq = (a * a).sum(1) * (h * h).sum(1) if sq is None else sq
+    return np.maximum(sq + sq[i] - 2.0 * (a @ a[i]) * (h @ h[i]), 0.0)
+
+
+def badge(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
+    """BADGE (Ash et al. 2020): k-means++ seeding over gradient embeddings.
+
+    g_i = (p_i - onehot(argmax p_i)) (x) h_i is the last layer's loss gradient if the
+    predicted label were right: long when the model is unsure, pointing where the item
+    differs. The first pick has the longest gradient; each next one is drawn with
+    probability proportional to its squared distance to the nearest pick, so a batch is
+    uncertain and diverse at once (see :func:`gradient_sq_dist` for the memory).
+    """
+    a, h = gradient_factors(c.probs, c.embedding)  # (N, C), (N, D)
+    sq = (a * a).sum(1) * (h * h).sum(1)  # (N,) ||g||^2
+    picks = [int(np.argmax(sq))]
+    d = gradient_sq_dist(a, h, picks[0], sq)  # (N,) to the nearest pick
+    while len(picks) < k:
+        d[picks] = 0.0
+        total = d.sum()
+        if total > 0:
+            i = int(rng.choice(len(d), p=d / total))
+        else:  # every gradient coincides with a pick: any unpicked item is as good
+            i = int(rng.choice(np.setdiff1d(np.arange(len(d)), picks)))
+        picks.append(i)
+        np.minimum(d, gradient_sq_dist(a, h, i, sq), out=d)
+    return np.array(picks, dtype=int)
+
+
+def typiclust(c: Candidates, k: int, rng: np.random.Generator, chunk: int = CHUNK,
+              min_size: int = 5, max_clusters: int = 500) -> np.ndarray:
+    """TypiClust (Hacohen et al. 2022): the most typical items of uncovered clusters.
+
+    Clusters labeled and unlabeled embeddings together into min(L + k, max(max_clusters,
+    k)) k-means clusters. Each pick comes from the cluster with the fewest labeled items
+    and picks so far (ties: the largest; clusters under ``min_size`` only when nothing
+    else is left) and is its unlabeled item of highest :func:`typicality`, computed
+    within the cluster. Needs no labels and no model: the cold-start strategy.
+    """
+    n = len(c)
+    x = np.vstack([c.embedding, c.labeled_embedding]).astype(np.float32)  # (N + L, D)
+    clusters = min(len(x), len(c.labeled_embedding) + k, max(max_clusters, k))
+    label = kmeans(x, clusters, rng)  # (N + L,)
+    size = np.bincount(label, minlength=clusters)
+    covered = np.bincount(label[n:], minlength=clusters)
+    open_ = np.bincount(label[:n], minlength=clusters)  # unlabeled, unpicked members
+    typical: dict[int, np.ndarray] = {}
+    picks: list[int] = []
+    for _ in range(k):
+        small = size < min_size
+        # the lexsort's last key sorts first: has open members, big enough, least covered
+        j = int(np.lexsort((-size, covered, small, open_ == 0))[0])
+        members = np.flatnonzero(label == j)
+        if j not in typical:
+            typical[j] = typicality(x[members], chunk)
+        score = np.where((members < n) & ~np.isin(members, picks), typical[j], -np.inf)
+        picks.append(int(members[np.argmax(score)]))
+        covered[j] += 1
+        open_[j] -= 1
+    return np.array(picks, dtype=int)
+
+
+def margin_diverse(c: Candidates, k: int, rng: np.random.Generator,
+                   factor: int = 10) -> np.ndarray:
+    """The most uncertain item of each of k clusters of the factor*k closest calls.
+
+    Takes the M = min(N, factor * k) items of highest margin score, k-means them into k
+    clusters by embedding, and picks each cluster's highest-margin item (Zhdanov 2019,
+    Citovsky et al. 2021): uncertain, but not k near-duplicates of one confusion.
+    """
+    top = top_k(c.margin, min(len(c), factor * k), rng)  # (M,) best first
+    label = kmeans(c.embedding[top], k, rng)  # (M,)
+    _, first = np.unique(label, return_index=True)  # each cluster's best item
+    return fill([int(i) for i in top[np.sort(first)]], top, k)
+
+
+def typical_share(labeled: int, classes: int) -> float:
+    """auto's fraction of a batch chosen by typicality, from labels per class: in [0, 1].
+
+    1 up to TYPICAL_UNTIL labels per class, 0 from UNCERTAIN_FROM, linear between.
+    """
+    per_class = labeled / max(classes, 1)
+    return float(np.clip((UNCERTAIN_FROM - per_class) / (UNCERTAIN_FROM - TYPICAL_UNTIL),
+                         0.0, 1.0))
+
+
+def auto_split(c: Candidates, k: int) -> tuple[int, int]:
+    """(typical, uncertain) pick counts of an ``auto`` batch of k."""
+    typical = round(typical_share(len(c.labeled_embedding), c.probs.shape[1]) * k)
+    return typical, k - typical
+
+
+def auto(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
+    """The default: from typicality at the cold start to uncertainty x diversity.
+
+    With L labels and C classes (b = L / C labels per class) the batch's first
+    t = round(k * clip((10 - b) / 5, 0, 1)) picks are ``typiclust`` and the other k - t
+    are ``margin-diverse`` among the rest: all typical below 5 labels per class, when a
+    model's uncertainty is still noise and typical examples teach the most (Hacohen et
+    al. 2022); all uncertainty x diversity from 10 per class; a linear blend between.
+    The rule reads only L, C and k, never the data set.
+    """
+    typical, uncertain = auto_split(c, k)
+    first = typiclust(c, typical, rng) if typical else np.array([], dtype=int)
+    if not uncertain:
+        return first
+    rest = np.setdiff1d(np.arange(len(c)), first)  # (N - t,)
+    return np.concatenate([first, rest[margin_diverse(c.take(rest), uncertain, rng)]])
+
+
 STRATEGIES: dict[str, Strategy] = {
+    "auto": auto,
     "random": random,
     "least-confidence": by_measure("least_confidence"),
     "margin": by_measure("margin"),
     "entropy": by_measure("entropy"),
     "bald": by_measure("bald"),
     "eig": by_measure("eig"),
+    "kcenter": kcenter,
+    "badge": badge,
+    "typiclust": typiclust,
+    "margin-diverse": margin_diverse,
 }
+
+# Strategies that run without a model: on embeddings alone (or nothing, for random).
+MODEL_FREE = frozenset({"auto", "random", "kcenter", "typiclust"})
 
 # Measures a strategy's score is reported as (the number shown to annotators).
 SCORE_FIELD = {"least-confidence": "least_confidence", "margin": "margin",
-               "entropy": "entropy", "bald": "bald", "eig": "eig", "random": "entropy"}
+               "entropy": "entropy", "bald": "bald", "eig": "eig", "random": "entropy",
+               "kcenter": "entropy", "badge": "entropy", "typiclust": "entropy",
+               "margin-diverse": "margin", "auto": "margin"}
+
+
+def content_order(rows: np.ndarray) -> np.ndarray:
+    """An order (N,) of rows (N, F) defined by their content alone: the same rows in any
+    order come out in the same order (identical rows are interchangeable)."""
+    rows = rows.astype(np.float64)
+    key = np.zeros(len(rows))
+    for j in range(rows.shape[1]):  # column by column: each row's key is bitwise the same
+        key += rows[:, j] * (1.0 + j / rows.shape[1])  # wherever the row sits
+    order = np.argsort(key, kind="stable")
+    if np.any(key[order][1:] == key[order][:-1]):  # a tie: sort by every column
+        order = np.lexsort(rows.T[::-1])
+    return order
+
+
+def phases(name: str, c: Candidates, k: int) -> list[str]:
+    """Which strategy chose each of the k picks of :func:`select` (auto mixes two)."""
+    k = min(k, len(c))
+    if name != "auto":
+        return [name] * k
+    typical, uncertain = auto_split(c, k)
+    return ["typiclust"] * typical + ["margin-diverse"] * uncertain
 
 
 def select(name: str, c: Candidates, k: int, seed: int) -> np.ndarray:
-    """Run strategy ``name``; raise ``KeyError`` listing the known names otherwise."""
+    """The k (at most N) picks (k,) of strategy ``name``, best first, seeded by ``seed``.
+
+    Runs the strategy on the pool sorted by content (:func:`content_order`), so the picks
+    do not depend on the order the pool arrived in. Raises ``KeyError`` listing the known
+    names for an unknown one.
+    """
     if name not in STRATEGIES:
         raise KeyError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
     k = min(k, len(c))
-    return STRATEGIES[name](c, k, np.random.default_rng(seed)) if k else np.array([], int)
+    if not k:
+        return np.array([], int)
+    order = content_order(np.column_stack([c.embedding, c.probs, c.entropy, c.margin,
+                                           c.least_confidence, c.bald, c.eig]))
+    lab = c.labeled_embedding
+    canon = replace(c.take(order), labeled_embedding=lab[content_order(lab)])
+    return order[STRATEGIES[name](canon, k, np.random.default_rng(seed))]
 
 
 def group(embedding: np.ndarray, group_size: int, seed: int) -> np.ndarray:
