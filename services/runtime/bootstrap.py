@@ -50,6 +50,7 @@ class Runtime:
     vectors: VectorService
     monitor: MonitorService
     dashboard: DashboardView
+    with_dashboard: bool = True
     dataset_name: str | None = None
     stores: list[SqliteStore] = field(default_factory=list)
     closers: list[object] = field(default_factory=list)
@@ -57,8 +58,11 @@ class Runtime:
 
     @property
     def services(self) -> list[Service]:
-        return [self.labeling, self.scoring, self.selection, self.training, self.vectors,
-                self.monitor, self.dashboard]  # type: ignore[list-item]
+        services = [self.labeling, self.scoring, self.selection, self.training, self.vectors,
+                    self.monitor]
+        if self.with_dashboard:  # a headless run (simulate) has no browser to feed
+            services.append(self.dashboard)  # type: ignore[arg-type]
+        return services  # type: ignore[return-value]
 
     async def ingest(self, spec: str) -> datasets.Dataset:
         ds = await asyncio.to_thread(datasets.load, spec, 0)
@@ -92,7 +96,7 @@ class Runtime:
             store.close()
 
 
-def bootstrap(settings: Settings) -> Runtime:
+def bootstrap(settings: Settings, dashboard: bool = True) -> Runtime:
     """Wire the embedded default: everything in this process, state under ``data_dir``."""
     root = Path(settings.data_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -120,6 +124,7 @@ def bootstrap(settings: Settings) -> Runtime:
         vectors=VectorService(bus, index, root / "vectors.db"),
         monitor=MonitorService(bus),
         dashboard=DashboardView(),
+        with_dashboard=dashboard,
         stores=[labeling_store, scoring_store, selection_store, training_store],
         closers=[index, bus],  # the training pool is added below
     )

@@ -49,7 +49,7 @@ async def simulate(settings: Settings, dataset: str, strategy: str, seed: int, i
 async def _run(cfg: Settings, dataset: str, strategy: str, seed: int, initial: int,
                batch: int, budget: int, timeout: float) -> dict[str, Any]:
     started = time.perf_counter()
-    runtime = bootstrap(cfg)
+    runtime = bootstrap(cfg, dashboard=False)
     models: dict[int, ModelPublished] = {}
     arrived = asyncio.Event()
 
