@@ -7,10 +7,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fogmap.core.events import CalibrationBin, ModelMetrics
 from fogmap.core.settings import TrainingSettings
 from fogmap.scoring.model import FogNet, to_tensor
+from fogmap.training.pretrain import apply_encoder
 
 Progress = Callable[[int, int], None]
 
@@ -23,20 +25,55 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[..., dy:dy + x.shape[-2], dx:dx + x.shape[-1]]
 
 
+FREEZE = ("none", "features", "encoder")
+
+
+def _frozen_modules(model: FogNet, freeze: str) -> list[nn.Module]:
+    if freeze not in FREEZE:
+        raise ValueError(f"freeze must be one of {FREEZE}, got {freeze!r}")
+    return {"none": [], "features": [model.features],
+            "encoder": [model.features, model.embed]}[freeze]
+
+
 def train(images: np.ndarray, labels: np.ndarray, classes: int, cfg: TrainingSettings,
-          seed: int = 0, progress: Progress | None = None) -> FogNet:
-    """Fit a fresh FogNet on (N, H, W, C) uint8 images and (N,) int labels."""
+          seed: int = 0, progress: Progress | None = None, init: bytes | None = None,
+          freeze: str = "none", encoder_lr_scale: float = 1.0) -> FogNet:
+    """Fit a FogNet on (N, H, W, C) uint8 images and (N,) int labels.
+
+    Without ``init`` the net starts from scratch. With ``init`` (encoder bytes from
+    :func:`fogmap.training.pretrain.pretrain`) its features + embed layers start from the
+    pretrained encoder; ``freeze`` then keeps ``"features"`` (conv layers: the head is a
+    256 -> 32 -> classes MLP) or the whole ``"encoder"`` (a linear head on the fixed
+    label-free embedding) unchanged, and ``encoder_lr_scale`` scales the learning rate of
+    pretrained layers that are not frozen.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x, y = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
     model = FogNet(images.shape[-1], classes)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
-                            weight_decay=cfg.weight_decay)
+    frozen = _frozen_modules(model, freeze)
+    if init is not None:
+        apply_encoder(model, init)
+    elif frozen:
+        raise ValueError("freeze needs init (pretrained encoder weights)")
+    for module in frozen:
+        module.requires_grad_(False)
+    pretrained = [] if init is None else [model.features, model.embed]
+    groups = []
+    for module in (model.features, model.embed, model.head):
+        params = [p for p in module.parameters() if p.requires_grad]
+        if params:
+            scale = encoder_lr_scale if module in pretrained else 1.0
+            groups.append({"params": params, "lr": cfg.learning_rate * scale})
+    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     n = len(x)
     steps_per_epoch = max(1, -(-n // cfg.batch_size))
     steps = min(max(cfg.epochs * steps_per_epoch, cfg.min_steps), cfg.max_steps)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.learning_rate, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, [g["lr"] for g in groups],
+                                                total_steps=steps)
     model.train()
+    for module in frozen:
+        module.eval()  # frozen batch-norm keeps its pretrained statistics
     step = 0
     while step < steps:
         order = torch.randperm(n, generator=gen)
