@@ -41,14 +41,36 @@ class Candidates:
     bald: np.ndarray  # (N,)
     eig: np.ndarray  # (N,)
     labeled_embedding: np.ndarray  # (L, D)
+    # The label-free representation (R dims) the diversity strategies measure distances
+    # in: stable across model versions and meaningful before any label. None: they use
+    # the model's ``embedding`` instead. ``badge`` always uses the model's embedding (its
+    # gradient embedding is defined by the model's last layer).
+    representation: np.ndarray | None = None  # (N, R)
+    labeled_representation: np.ndarray | None = None  # (L, R)
+
+    def __post_init__(self) -> None:
+        if (self.representation is None) != (self.labeled_representation is None):
+            raise ValueError("give representation and labeled_representation together")
 
     def __len__(self) -> int:
         return len(self.entropy)
 
+    @property
+    def space(self) -> np.ndarray:
+        """Where diversity is measured: (N, R) representation, else (N, D) embedding."""
+        return self.embedding if self.representation is None else self.representation
+
+    @property
+    def labeled_space(self) -> np.ndarray:
+        """The labeled items in :attr:`space`: (L, R) or (L, D)."""
+        return (self.labeled_embedding if self.labeled_representation is None
+                else self.labeled_representation)
+
     def take(self, idx: np.ndarray) -> Candidates:
         """The candidates ``idx`` (M,), in that order; the labeled set is unchanged."""
         return replace(self, **{f.name: getattr(self, f.name)[idx] for f in fields(self)
-                                if f.name != "labeled_embedding"})
+                                if not f.name.startswith("labeled_")
+                                and getattr(self, f.name) is not None})
 
 
 Strategy = Callable[[Candidates, int, np.random.Generator], np.ndarray]
@@ -114,7 +136,8 @@ def typicality(x: np.ndarray, chunk: int = CHUNK, neighbours: int = 20) -> np.nd
     kn = min(neighbours, n // 2)
     if kn == 0:
         return np.ones(n)
-    sq = (x * x).sum(1)  # (N,)
+    x = x.astype(np.float64)  # float32 sums round differently per block size: near-ties
+    sq = (x * x).sum(1)  # (N,)  would then flip with ``chunk``
     rows = max(1, chunk * chunk // n)
     out = np.empty(n)
     for lo in range(0, n, rows):
@@ -158,16 +181,16 @@ def fill(picks: list[int], ranked: np.ndarray, k: int) -> np.ndarray:
 
 def kcenter(c: Candidates, k: int, rng: np.random.Generator,
             chunk: int = CHUNK) -> np.ndarray:
-    """Core-set (Sener & Savarese 2018): greedy k-center over the embeddings.
+    """Core-set (Sener & Savarese 2018): greedy k-center in :attr:`Candidates.space`.
 
     Each pick is the candidate farthest from the labeled set and the earlier picks, so
     the picks greedily minimize the largest distance from any item to a labeled one.
     With no labels the first pick is the item nearest the pool's mean. Deterministic.
     """
-    x = c.embedding.astype(np.float32)  # (N, D); float32 halves the distance work
-    d = min_sq_dist(x, c.labeled_embedding.astype(np.float32), chunk)  # (N,)
+    x = c.space.astype(np.float32)  # (N, D); float32 halves the distance work
+    d = min_sq_dist(x, c.labeled_space.astype(np.float32), chunk)  # (N,)
     picks: list[int] = []
-    if not len(c.labeled_embedding):
+    if not len(c.labeled_space):
         picks.append(int(np.argmin(sq_dist(x, x.mean(0, keepdims=True))[:, 0])))
         d = sq_dist(x, x[picks[0]:picks[0] + 1])[:, 0]
     d[picks] = -1.0
@@ -227,15 +250,15 @@ def typiclust(c: Candidates, k: int, rng: np.random.Generator, chunk: int = CHUN
               min_size: int = 5, max_clusters: int = 500) -> np.ndarray:
     """TypiClust (Hacohen et al. 2022): the most typical items of uncovered clusters.
 
-    Clusters labeled and unlabeled embeddings together into min(L + k, max(max_clusters,
+    Clusters labeled and unlabeled items (in :attr:`Candidates.space`) into min(L + k, max(max_clusters,
     k)) k-means clusters. Each pick comes from the cluster with the fewest labeled items
     and picks so far (ties: the largest; clusters under ``min_size`` only when nothing
     else is left) and is its unlabeled item of highest :func:`typicality`, computed
     within the cluster. Needs no labels and no model: the cold-start strategy.
     """
     n = len(c)
-    x = np.vstack([c.embedding, c.labeled_embedding]).astype(np.float32)  # (N + L, D)
-    clusters = min(len(x), len(c.labeled_embedding) + k, max(max_clusters, k))
+    x = np.vstack([c.space, c.labeled_space]).astype(np.float32)  # (N + L, D)
+    clusters = min(len(x), len(c.labeled_space) + k, max(max_clusters, k))
     label = kmeans(x, clusters, rng)  # (N + L,)
     size = np.bincount(label, minlength=clusters)
     covered = np.bincount(label[n:], minlength=clusters)
@@ -261,11 +284,11 @@ def margin_diverse(c: Candidates, k: int, rng: np.random.Generator,
     """The most uncertain item of each of k clusters of the factor*k closest calls.
 
     Takes the M = min(N, factor * k) items of highest margin score, k-means them into k
-    clusters by embedding, and picks each cluster's highest-margin item (Zhdanov 2019,
+    clusters in :attr:`Candidates.space`, and picks each cluster's highest-margin item (Zhdanov 2019,
     Citovsky et al. 2021): uncertain, but not k near-duplicates of one confusion.
     """
     top = top_k(c.margin, min(len(c), factor * k), rng)  # (M,) best first
-    label = kmeans(c.embedding[top], k, rng)  # (M,)
+    label = kmeans(c.space[top], k, rng)  # (M,)
     _, first = np.unique(label, return_index=True)  # each cluster's best item
     return fill([int(i) for i in top[np.sort(first)]], top, k)
 
@@ -362,10 +385,15 @@ def select(name: str, c: Candidates, k: int, seed: int) -> np.ndarray:
     k = min(k, len(c))
     if not k:
         return np.array([], int)
+    extra = [] if c.representation is None else [c.representation]
     order = content_order(np.column_stack([c.embedding, c.probs, c.entropy, c.margin,
-                                           c.least_confidence, c.bald, c.eig]))
-    lab = c.labeled_embedding
-    canon = replace(c.take(order), labeled_embedding=lab[content_order(lab)])
+                                           c.least_confidence, c.bald, c.eig, *extra]))
+    lab = np.column_stack([c.labeled_embedding, *([] if c.labeled_representation is None
+                                                  else [c.labeled_representation])])
+    lab_order = content_order(lab)
+    canon = replace(c.take(order), labeled_embedding=c.labeled_embedding[lab_order])
+    if c.labeled_representation is not None:
+        canon = replace(canon, labeled_representation=c.labeled_representation[lab_order])
     return order[STRATEGIES[name](canon, k, np.random.default_rng(seed))]
 
 

@@ -322,3 +322,26 @@ def test_a_batch_of_20_from_60k_items_takes_badge_and_kcenter_under_2s() -> None
     print("\nselect 20 of 60k (1000 labeled):",
           ", ".join(f"{name} {s:.2f}s" for name, s in sorted(seconds.items())))
     assert seconds["badge"] < 4.0 and seconds["kcenter"] < 4.0
+
+
+def test_diversity_runs_in_the_label_free_representation_when_given() -> None:
+    """kcenter and typiclust measure distances in ``representation``, not the model's
+    embedding; badge stays in the model's gradient space; equivariance still holds."""
+    rep, ids = blobs([30, 30, 30, 30, 30], seed=6)  # five clear blobs, label-free
+    noise = np.random.default_rng(6).normal(size=(150, 4))  # the model's embedding: noise
+    c = make(np.full((150, 3), 1 / 3), noise, noise[:1])
+    with_rep = S.Candidates(**{**c.__dict__, "representation": rep,
+                               "labeled_representation": rep[ids == 0][:1]})
+    assert sorted(ids[S.select("kcenter", with_rep, 4, seed=0)].tolist()) == [1, 2, 3, 4]
+    assert sorted(ids[S.select("typiclust", with_rep, 4, seed=0)].tolist()) == [1, 2, 3, 4]
+    assert np.array_equal(S.badge(with_rep, 5, np.random.default_rng(1)),
+                          S.badge(c, 5, np.random.default_rng(1)))
+    perm = np.random.default_rng(1).permutation(150)
+    moved = S.Candidates(**{**with_rep.take(perm).__dict__,
+                            "labeled_embedding": with_rep.labeled_embedding,
+                            "labeled_representation": with_rep.labeled_representation})
+    for name in ("kcenter", "typiclust", "auto", "margin-diverse"):
+        assert np.array_equal(perm[S.select(name, moved, 5, seed=2)],
+                              S.select(name, with_rep, 5, seed=2))
+    with pytest.raises(ValueError, match="together"):
+        S.Candidates(**{**c.__dict__, "representation": rep})
