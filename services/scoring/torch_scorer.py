@@ -11,9 +11,11 @@ from fogmap.scoring.port import RawScores
 
 
 class TorchScorer:
-    def __init__(self, mc_samples: int = 20, batch_size: int = 512, threads: int = 2) -> None:
+    def __init__(self, mc_samples: int = 20, batch_size: int = 512, threads: int = 2,
+                 device: str = "cpu") -> None:
         self.mc_samples = mc_samples
         self.batch_size = batch_size
+        self.device = torch.device(device)
         torch.set_num_threads(threads)
         self._model: FogNet | None = None
         self._masks: torch.Tensor | None = None
@@ -24,9 +26,13 @@ class TorchScorer:
         return self._version
 
     def load(self, version: str, weights: bytes) -> None:
-        model = load_weights(weights)
-        self._masks = model.dropout_masks(self.mc_samples, seed=version_seq(version))
-        self._model, self._version = model, version
+        self.use(version, load_weights(weights))
+
+    def use(self, version: str, model: FogNet) -> None:
+        """Score with ``model`` itself (already in memory) as ``version``."""
+        masks = model.dropout_masks(self.mc_samples, seed=version_seq(version))
+        self._masks = masks.to(self.device)
+        self._model, self._version = model.to(self.device).eval(), version
 
     @torch.no_grad()
     def score(self, images: np.ndarray) -> RawScores:
@@ -34,9 +40,10 @@ class TorchScorer:
             raise RuntimeError("no model loaded")
         probs, mc, emb = [], [], []
         for lo in range(0, len(images), self.batch_size):
-            e = self._model.embedding(to_tensor(images[lo:lo + self.batch_size]))
-            probs.append(torch.softmax(self._model.head(e), -1).numpy())
-            mc.append(self._model.mc_head(e, self._masks).numpy())
-            emb.append(e.numpy())
+            x = to_tensor(images[lo:lo + self.batch_size]).to(self.device)
+            e = self._model.embedding(x)
+            probs.append(torch.softmax(self._model.head(e), -1).cpu().numpy())
+            mc.append(self._model.mc_head(e, self._masks).cpu().numpy())
+            emb.append(e.cpu().numpy())
         return RawScores(np.concatenate(probs), np.concatenate(mc, axis=1),
                          np.concatenate(emb))

@@ -37,7 +37,8 @@ def _frozen_modules(model: FogNet, freeze: str) -> list[nn.Module]:
 
 def train(images: np.ndarray, labels: np.ndarray, classes: int, cfg: TrainingSettings,
           seed: int = 0, progress: Progress | None = None, init: bytes | None = None,
-          freeze: str = "none", encoder_lr_scale: float = 1.0) -> FogNet:
+          freeze: str = "none", encoder_lr_scale: float = 1.0,
+          device: str | torch.device = "cpu") -> FogNet:
     """Fit a FogNet on (N, H, W, C) uint8 images and (N,) int labels.
 
     Without ``init`` the net starts from scratch. With ``init`` (encoder bytes from
@@ -45,17 +46,20 @@ def train(images: np.ndarray, labels: np.ndarray, classes: int, cfg: TrainingSet
     pretrained encoder; ``freeze`` then keeps ``"features"`` (conv layers: the head is a
     256 -> 32 -> classes MLP) or the whole ``"encoder"`` (a linear head on the fixed
     label-free embedding) unchanged, and ``encoder_lr_scale`` scales the learning rate of
-    pretrained layers that are not frozen.
+    pretrained layers that are not frozen. ``device`` is where it trains (the benchmark
+    trains on a GPU when there is one); the model is returned there.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    x, y = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
+    x = to_tensor(images).to(device)
+    y = torch.from_numpy(labels.astype(np.int64)).to(device)
     model = FogNet(images.shape[-1], classes)
     frozen = _frozen_modules(model, freeze)
     if init is not None:
         apply_encoder(model, init)
     elif frozen:
         raise ValueError("freeze needs init (pretrained encoder weights)")
+    model.to(device)
     for module in frozen:
         module.requires_grad_(False)
     pretrained = [] if init is None else [model.features, model.embed]
@@ -78,7 +82,7 @@ def train(images: np.ndarray, labels: np.ndarray, classes: int, cfg: TrainingSet
     while step < steps:
         order = torch.randperm(n, generator=gen)
         for lo in range(0, n, cfg.batch_size):
-            idx = order[lo:lo + cfg.batch_size]
+            idx = order[lo:lo + cfg.batch_size].to(device)
             if len(idx) < 2 and n >= 2:
                 continue
             loss = F.cross_entropy(model(_augment(x[idx], gen)), y[idx], label_smoothing=0.05)
@@ -97,9 +101,10 @@ def train(images: np.ndarray, labels: np.ndarray, classes: int, cfg: TrainingSet
 
 @torch.no_grad()
 def predict(model: FogNet, images: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """Class probabilities (N, C) with dropout off."""
+    """Class probabilities (N, C) with dropout off (on the model's device)."""
     model.eval()
-    out = [torch.softmax(model(to_tensor(images[lo:lo + batch])), -1).numpy()
+    device = next(model.parameters()).device
+    out = [torch.softmax(model(to_tensor(images[lo:lo + batch]).to(device)), -1).cpu().numpy()
            for lo in range(0, len(images), batch)]
     return np.concatenate(out) if out else np.zeros((0, model.classes), np.float32)
 
