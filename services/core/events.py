@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ItemId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
 ModelVersion = Annotated[str, Field(pattern=r"^v[0-9]{4,}$")]
+RepresentationVersion = Annotated[str, Field(pattern=r"^r[0-9]{4,}$")]
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNeg = Annotated[float, Field(ge=0.0)]
 Text = Annotated[str, Field(max_length=2000)]
@@ -107,6 +108,9 @@ class ProjectionUpdated(EventData):
     method: Literal["pca", "umap"]
     x: float
     y: float
+    representation_version: RepresentationVersion | None = Field(
+        None, description="the label-free representation placed (then model_version is "
+        "the newest model when placed, v0000 before any); None: the model's embedding")
 
 
 # --- selection and tasks ----------------------------------------------------------------
@@ -267,6 +271,24 @@ class ModelPublished(EventData):
         return f"model:{self.model_version}"
 
 
+class EncoderPublished(EventData):
+    name: ClassVar[str] = "encoder.published"
+    topic: ClassVar[str] = "fogmap.models"
+    description: ClassVar[str] = (
+        "A label-free representation of the pool: a vector per item, stored as an artifact.")
+    representation_version: RepresentationVersion
+    kind: Literal["pca", "simclr"] = Field(
+        description="pca: of the pixels; simclr: a self-supervised pretrained encoder")
+    dims: int = Field(ge=1)
+    items: int = Field(ge=0, description="pool items with a vector")
+    pretrain_steps: int = Field(ge=0, description="0 for pca")
+    pretrain_seconds: NonNeg = Field(description="0 for pca")
+    vectors_uri: str = Field(description="the artifact: item ids and a float32 matrix")
+
+    def subject(self) -> str:
+        return f"representation:{self.representation_version}"
+
+
 class TrainingProgressed(EventData):
     name: ClassVar[str] = "training.progressed"
     topic: ClassVar[str] = "fogmap.models"
@@ -300,7 +322,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         DatasetRegistered, ImageIngested, PredictionScored, PoolScored, ProjectionUpdated,
         BatchProposed, TaskAssigned, TaskReleased, TaskExpired, LabelSubmitted,
         LabelRetracted, ReviewRequested, ItemDismissed, ModelPublished, TrainingProgressed,
-        DriftAlert,
+        DriftAlert, EncoderPublished,
     )
 }
 
@@ -370,9 +392,10 @@ def parse(raw: str | bytes) -> Envelope:
 
 
 def version_seq(version: str | None) -> int:
-    """Model versions are ``v0001``, ``v0002``...; ``None`` (no model yet) sorts first."""
+    """Model versions are ``v0001``, ``v0002``... (representations ``r0001``...); ``None``
+    (no model yet) sorts first."""
     return int(version[1:]) if version else 0
 
 
-def format_version(seq: int) -> str:
-    return f"v{seq:04d}"
+def format_version(seq: int, prefix: str = "v") -> str:
+    return f"{prefix}{seq:04d}"
