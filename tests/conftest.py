@@ -38,7 +38,8 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "fogmap", progress=False, admin_token="t" * 32,
         training={"every_n_labels": 20, "every_seconds": 0, "min_labels": 10, "epochs": 30,
-                  "min_steps": 100, "max_steps": 200, "isolate": False},
+                  "min_steps": 100, "max_steps": 200, "isolate": False,
+                  "pretrain_seconds": 0},
         selection={"strategy": "margin", "batch_size": 40, "initial": 40},
         scoring={"mc_samples": 8, "eig_targets": 16},
         labeling={"lease_seconds": 60},

@@ -27,6 +27,13 @@ class TrainingSettings(BaseModel):
     weight_decay: float = Field(5e-4, ge=0)
     seed: int = 0
     isolate: bool = Field(True, description="train in a child process (off: a thread)")
+    pretrain_seconds: float = Field(
+        180.0, ge=0, description="label-free (SimCLR) encoder pretraining budget, spent in "
+        "the training child once the pool is ingested (0: off, the PCA representation stays)")
+    pretrain_max_steps: int = Field(
+        1000, ge=1, description="...and at most this many pretraining steps (small pools)")
+    representation_fit_items: int = Field(
+        10_000, ge=2, description="pool images the first (PCA) representation is fitted on")
 
 
 class ScoringSettings(BaseModel):
@@ -41,6 +48,9 @@ class SelectionSettings(BaseModel):
     batch_size: int = Field(20, ge=1, description="items proposed per round")
     initial: int = Field(20, ge=1, description="items proposed before any model exists")
     group_size: int = Field(5, ge=1, description="look-alikes an annotator labels together")
+    cold_start_wait_seconds: float = Field(
+        30.0, ge=0, description="after ingest, wait this long for the first label-free "
+        "representation before a random cold start (0: do not wait)")
     seed: int = 0
 
 

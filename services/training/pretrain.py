@@ -139,18 +139,19 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 def pretrain(images: np.ndarray, classes_hint: int | None = None,
              seconds_budget: float = 180.0, seed: int = 0, progress: Progress | None = None,
-             *, steps: int | None = None, batch_size: int = 256, learning_rate: float = 2e-3,
+             *, steps: int | None = None, max_steps: int | None = None,
+             batch_size: int = 256, learning_rate: float = 2e-3,
              weight_decay: float = 1e-4, temperature: float = 0.2, flip: bool = True,
              width: int = 32, device: str = "cpu") -> bytes:
     """Fit FogNet's encoder to (N, H, W, C) uint8 pool images without labels.
 
     Runs ``steps`` optimizer steps of ``batch_size`` image pairs when given (deterministic
     for a seed on one machine), else as many as fit ``seconds_budget`` (never more; the
-    count is re-estimated from the step times as it goes). ``classes_hint`` is recorded
-    in the result only (NT-Xent needs no class count). ``flip`` allows horizontal flips
-    as an invariance (turn it off for data where a mirror image means something else,
-    such as text). Returns encoder bytes for :func:`embed`, :func:`load_encoder` and
-    ``trainer.train(init=...)``.
+    count is re-estimated from the step times as it goes) and at most ``max_steps``.
+    ``classes_hint`` is recorded in the result only (NT-Xent needs no class count).
+    ``flip`` allows horizontal flips as an invariance (turn it off for data where a mirror
+    image means something else, such as text). Returns encoder bytes for :func:`embed`,
+    :func:`load_encoder` and ``trainer.train(init=...)``.
     """
     if images.ndim != 4 or len(images) < 2:
         raise ValueError(f"need (N >= 2, H, W, C) images, got shape {images.shape}")
@@ -181,9 +182,10 @@ def pretrain(images: np.ndarray, classes_hint: int | None = None,
             if left <= 0:
                 break
             per_step = (now - calibrated_at) / (step - 1)
+            fits = min(step + max(1, int(left / per_step)), max_steps or 10**9)
             if total == 10**9:
-                warmup = max(1, min(50, (step + int(left / per_step)) // 10))
-            total = step + max(1, int(left / per_step))
+                warmup = max(1, min(50, fits // 10))
+            total = fits
         idx = torch.randint(0, len(pool), (batch,), generator=gen)
         x = (pool[idx].to(device).float() / 255.0)
         views = torch.cat([augment(x, gen, flip), augment(x, gen, flip)])

@@ -5,6 +5,13 @@ topic (``label.submitted`` / ``label.retracted``); publishes ``training.progress
 it trains and ``model.published`` with held-out accuracy, ECE and the reliability diagram.
 Training runs in a child process (:mod:`fogmap.training.worker`), so annotators are
 never blocked by it.
+
+Label-free representations (``encoder.published``, vectors in the registry): once the
+pool is registered, a PCA of the pixels (seconds), then, when ``pretrain_seconds`` > 0, the
+pool embedded by an encoder pretrained without labels in the same child. Pretraining
+starts only when no retrain is due, but a retrain that falls due while it runs waits for
+it (at most ``pretrain_seconds`` plus one embedding pass): the child trains one thing at
+a time, and the representation that results serves every later round.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from fogmap.bus.port import Bus, Subscription
 from fogmap.catalog.imagestore import ImageStore
 from fogmap.core.events import (
     DatasetRegistered,
+    EncoderPublished,
     Envelope,
     ImageIngested,
     LabelRetracted,
@@ -32,6 +40,7 @@ from fogmap.core.service import Publisher, payloads
 from fogmap.core.settings import TrainingSettings
 from fogmap.core.sqlstore import SqliteStore
 from fogmap.training.registry import ModelRegistry
+from fogmap.training.representation import pca_vectors
 from fogmap.training.worker import TrainerPool
 
 log = structlog.get_logger(__name__)
@@ -44,6 +53,8 @@ CREATE TABLE IF NOT EXISTS labels (
     seq INTEGER NOT NULL, active INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS models (seq INTEGER PRIMARY KEY, labels_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS representations (
+    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, uri TEXT NOT NULL);
 """
 
 
@@ -58,6 +69,7 @@ class TrainingService:
         self.poll, self.progress = poll_seconds, progress
         self.pool = TrainerPool(cfg.isolate)
         self._first_pending: float | None = None
+        self._pretrain_failed = False
         self.busy = False
 
     @staticmethod
@@ -120,11 +132,14 @@ class TrainingService:
 
     async def run(self) -> None:
         while True:
-            if self.due():
+            work = (self.publish_pca if self.wants("pca") else self.retrain if self.due()
+                    else self.publish_pretrained if self.wants("simclr") else None)
+            if work is not None:
                 try:
-                    await self.retrain()
+                    await work()
                 except Exception:  # noqa: BLE001 - keep the loop alive, retry next tick
-                    log.exception("retraining failed")
+                    log.exception("training work failed", work=work.__name__)
+                    self._pretrain_failed |= work == self.publish_pretrained
                     await asyncio.sleep(5)
             await asyncio.sleep(self.poll)
 
@@ -182,6 +197,75 @@ class TrainingService:
             db.execute("INSERT OR IGNORE INTO models VALUES (?, ?)", (seq, labels_seq))
         log.info("model published", version=version, labels=len(uris),
                  accuracy=round(metrics.accuracy, 4), ece=round(metrics.ece, 4))
+        return event
+
+    # --- label-free representations -----------------------------------------------------
+
+    def wants(self, kind: str) -> bool:
+        """Is a representation of ``kind`` still to be published for a registered pool?"""
+        if kind == "simclr" and (self.cfg.pretrain_seconds <= 0 or self._pretrain_failed):
+            return False
+        if not self.store.query("SELECT 1 FROM meta WHERE key = 'classes'"):
+            return False  # the pool is registered after its last image
+        if self.store.query("SELECT COUNT(*) FROM images WHERE split = 'pool'")[0][0] < 2:
+            return False
+        return not self.store.query("SELECT 1 FROM representations WHERE kind = ?", (kind,))
+
+    def _pool(self) -> tuple[list[str], np.ndarray]:
+        rows = self.store.query("SELECT item_id, uri FROM images WHERE split = 'pool' "
+                                "ORDER BY item_id")
+        return [r[0] for r in rows], self.images.get_many([r[1] for r in rows])
+
+    async def publish_pca(self) -> EncoderPublished:
+        """PCA of the pool's pixels: the representation before anything is trained."""
+        started = time.perf_counter()
+        ids, images = await asyncio.to_thread(self._pool)
+        vectors = await asyncio.to_thread(pca_vectors, images,
+                                          self.cfg.representation_fit_items, self.cfg.seed)
+        event = await self._publish_representation("pca", ids, vectors, 0, 0.0)
+        log.info("representation published", kind="pca", items=len(ids),
+                 seconds=round(time.perf_counter() - started, 2))
+        return event
+
+    async def publish_pretrained(self) -> EncoderPublished:
+        """Pretrain the encoder without labels (in the child), embed the pool with it."""
+        started = time.perf_counter()
+        ids, images = await asyncio.to_thread(self._pool)
+        bar = tqdm(total=1, desc="pretraining", unit="step", leave=False,
+                   disable=not self.progress)
+
+        def progress(step: int, total: int) -> None:
+            bar.total = total
+            bar.update(step - bar.n)
+
+        self.busy = True
+        try:
+            vectors, steps, seconds = await self.pool.pretrain_embed(
+                images, self.cfg, self.cfg.seed, progress=progress)
+        finally:
+            self.busy = False
+            bar.close()
+        event = await self._publish_representation("simclr", ids, vectors, steps, seconds)
+        log.info("representation published", kind="simclr", items=len(ids), steps=steps,
+                 pretrain_seconds=round(seconds, 2),
+                 seconds=round(time.perf_counter() - started, 2))
+        return event
+
+    async def _publish_representation(self, kind: str, ids: list[str], vectors: np.ndarray,
+                                      steps: int, seconds: float) -> EncoderPublished:
+        seq = int(self.store.query(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM representations")[0][0])
+        version = format_version(seq, "r")
+        uri = await asyncio.to_thread(self.models.save_vectors, version, ids, vectors)
+        event = EncoderPublished(representation_version=version, kind=kind,  # type: ignore[arg-type]
+                                 dims=int(vectors.shape[1]), items=len(ids),
+                                 pretrain_steps=steps, pretrain_seconds=round(seconds, 3),
+                                 vectors_uri=uri)
+        # As for models: publish, then record; a rerun republishes the same event id.
+        await self.pub.emit([event], ids=[f"representation:{version}"])
+        with self.store.tx() as db:
+            db.execute("INSERT OR IGNORE INTO representations VALUES (?, ?, ?)",
+                       (seq, kind, uri))
         return event
 
     def _inputs(self, uris: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
