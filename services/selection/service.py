@@ -2,14 +2,22 @@
 
 Consumes the pool (``image.ingested``, ``dataset.registered``), every model's scores
 (``prediction.scored``, version-guarded: an older version never overwrites a newer one),
-and human decisions (labels, retractions, dismissals). Publishes ``batch.proposed``:
-once before any model exists (the cold start) and once per fully scored model version
-(``pool.scored``), each item with the reason it was chosen.
+and human decisions (labels, retractions, dismissals), and the newest label-free
+representation (``encoder.published``; vectors loaded from the registry). Publishes
+``batch.proposed``: once before any model exists (the cold start) and once per fully
+scored model version (``pool.scored``), each item with the reason it was chosen.
+
+The diversity strategies measure distances in the representation when there is one
+(stable across models, meaningful before any label). The cold start waits up to
+``cold_start_wait_seconds`` after ingest for the first representation and then picks
+typical items of it; without one it picks at random.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 
 import numpy as np
 import structlog
@@ -30,6 +38,7 @@ from fogmap.core.events import (
     ProposedItem,
     version_seq,
 )
+from fogmap.core.representation import NewestRepresentation, VectorsSource, newest_encoder
 from fogmap.core.service import Publisher, payloads
 from fogmap.core.settings import SelectionSettings
 from fogmap.core.sqlstore import SqliteStore
@@ -54,9 +63,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 class SelectionService:
     name = "selection"
 
-    def __init__(self, bus: Bus, store: SqliteStore, cfg: SelectionSettings) -> None:
+    def __init__(self, bus: Bus, store: SqliteStore, cfg: SelectionSettings,
+                 vectors: VectorsSource | None = None, poll_seconds: float = 0.5) -> None:
         self.pub = Publisher(bus, self.name)
-        self.store, self.cfg = store, cfg
+        self.store, self.cfg, self.poll = store, cfg, poll_seconds
+        self.representation = NewestRepresentation(vectors, store)
         self._lock = asyncio.Lock()
 
     @staticmethod
@@ -69,10 +80,18 @@ class SelectionService:
             Subscription(("fogmap.predictions",), "selection", self.on_predictions,
                          batch_size=5000),
             Subscription(("fogmap.labels",), "selection", self.on_labels, batch_size=500),
+            Subscription(("fogmap.models",), "selection", self.on_models, batch_size=100),
         ]
 
     async def run(self) -> None:
-        return None
+        """The cold start's fallback: random once the wait for a representation is over."""
+        while True:
+            await asyncio.sleep(self.poll)
+            if self.store.query("SELECT 1 FROM batches LIMIT 1"):
+                continue
+            at = self.store.query("SELECT value FROM meta WHERE key = 'registered_at'")
+            if at and time.time() - float(at[0][0]) >= self.cfg.cold_start_wait_seconds:
+                await self.propose(None)
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -86,8 +105,29 @@ class SelectionService:
                 assert isinstance(p, DatasetRegistered)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('classes', ?)",
                            (str(len(p.classes)),))
-        if registered:
-            await self.propose(None)
+        if not registered:
+            return
+        if (self.cfg.strategy != "random" and self.cfg.cold_start_wait_seconds > 0
+                and self.representation.get() is None):
+            with self.store.tx() as db:  # run() proposes when the wait is over
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('registered_at', ?)",
+                           (str(time.time()),))
+            return
+        await self.propose(None)
+
+    async def on_models(self, events: list[Envelope]) -> None:
+        event = newest_encoder(events)
+        if event is None:
+            return
+        held = await asyncio.to_thread(self.representation.offer, event)
+        if held is None:
+            log.info("older or known representation ignored",
+                     version=event.representation_version)
+            return
+        log.info("representation loaded", version=held.version, kind=held.kind,
+                 items=len(held.row))
+        if self.store.query("SELECT 1 FROM meta WHERE key = 'classes'"):
+            await self.propose(None)  # the cold start, if it was waiting for this
 
     async def on_predictions(self, events: list[Envelope]) -> None:
         rows = [
@@ -160,7 +200,8 @@ class SelectionService:
         seed = self.cfg.seed + version_seq(version)
         name, k = self.cfg.strategy, self.cfg.batch_size
         if version is None:  # the cold start: only strategies that need no model
-            name = name if name in S.MODEL_FREE else "random"
+            if name not in S.MODEL_FREE:  # typical items of the representation, if any
+                name = "typiclust" if self.representation.get() is not None else "random"
             k = self.cfg.initial
             if name == "random":
                 return self._random_start(batch_id, seed)
@@ -169,9 +210,10 @@ class SelectionService:
             return self._random_start(batch_id, seed) if version is None else None
         pick = S.select(name, cand, k, seed)
         chosen_by = S.phases(name, cand, k)
-        groups = S.group(cand.embedding[pick], self.cfg.group_size, seed)
+        # Look-alikes and neighbours where diversity is measured: the representation.
+        groups = S.group(cand.space[pick], self.cfg.group_size, seed)
         order = np.lexsort((np.arange(len(pick)), groups))
-        nb_idx, nb_sim = S.nearest(cand.embedding[pick], cand.labeled_embedding, 3)
+        nb_idx, nb_sim = S.nearest(cand.space[pick], cand.labeled_space, 3)
         items = []
         for j in order:
             i = int(pick[j])
@@ -180,13 +222,15 @@ class SelectionService:
                                     similarity=round(float(s), 4))
                           for n, s in zip(nb_idx[j], nb_sim[j], strict=True)]
             by = chosen_by[j]
-            reason = ProposalReason(
-                strategy=name if by == name else f"{name}:{by}",
-                score=float(getattr(cand, S.SCORE_FIELD[by])[i]),
+            measures = dict(
                 entropy=float(cand.entropy[i]), margin=float(cand.margin[i]),
                 least_confidence=float(cand.least_confidence[i]), bald=float(cand.bald[i]),
                 eig=float(cand.eig[i]), predicted_class=int(cand.probs[i].argmax()),
-                neighbours=neighbours)
+            ) if extra["scored"] else {}
+            reason = ProposalReason(
+                strategy=name if by == name else f"{name}:{by}",
+                score=float(getattr(cand, S.SCORE_FIELD[by])[i]), neighbours=neighbours,
+                **measures)
             items.append(ProposedItem(item_id=ids[i], group=int(groups[j]), reason=reason))
         return BatchProposed(batch_id=batch_id, model_version=version, strategy=name,
                              items=items)
@@ -209,7 +253,9 @@ class SelectionService:
         """The unlabeled items that have embeddings, as strategy input (sorted by id).
 
         Embeddings normally come with a model's scores; whatever wrote them, a strategy
-        can run on them; ``([], None, {})`` means there are none.
+        can run on them. The representation, when there is one, rides along (and stands
+        in for the embedding before any scores); ``([], None, {})`` means neither exists.
+        ``extra["labeled_ids"]`` lines up with ``Candidates.labeled_space``.
         """
         rows = self.store.query(
             "SELECT i.item_id, s.entropy, s.margin, s.lc, s.bald, s.eig, s.probs, s.emb "
@@ -218,8 +264,9 @@ class SelectionService:
         labeled = self.store.query(
             "SELECT i.item_id, i.label, s.emb FROM items i JOIN scores s USING (item_id) "
             "WHERE i.state = 'labeled' ORDER BY i.item_id")
+        rep = self.representation.get()
         if not rows:
-            return [], None, {}
+            return self._representation_only() if rep is not None else ([], None, {})
         col = list(zip(*rows, strict=True))
         emb = _stack(col[7], len(rows))  # (N, D)
         lab_emb = _stack([r[2] for r in labeled], len(labeled), emb.shape[1])  # (L, D)
@@ -229,8 +276,49 @@ class SelectionService:
             least_confidence=np.array(col[3]), bald=np.array(col[4]), eig=np.array(col[5]),
             labeled_embedding=lab_emb)
         extra = {"labeled_ids": [r[0] for r in labeled],
-                 "labeled_labels": [r[1] for r in labeled]}
+                 "labeled_labels": [r[1] for r in labeled], "scored": True}
+        vectors = None if rep is None else rep.take(col[0])
+        if rep is not None and vectors is None:
+            log.warning("representation lacks scored items; diversity uses the embedding",
+                        representation=rep.version)
+        if vectors is not None:
+            lab_ids, lab_labels, lab_vectors = self._labeled_representation()
+            cand = replace(cand, representation=vectors, labeled_representation=lab_vectors)
+            extra.update(labeled_ids=lab_ids, labeled_labels=lab_labels)
         return list(col[0]), cand, extra
+
+    def _labeled_representation(self) -> tuple[list[str], list[int], np.ndarray]:
+        """Labeled items that have a representation vector: ids, labels, (L, R)."""
+        rep = self.representation.get()
+        assert rep is not None
+        labeled = [(i, y) for i, y in self.store.query(
+            "SELECT item_id, label FROM items WHERE state = 'labeled' ORDER BY item_id")
+            if rep.has(i)]
+        ids = [i for i, _ in labeled]
+        return ids, [y for _, y in labeled], rep.take(ids)  # type: ignore[return-value]
+
+    def _representation_only(self) -> tuple[list[str], S.Candidates | None, dict]:
+        """Before any scores: the representation stands in for the embedding, and every
+        measure is flat (uniform probabilities, zero uncertainty)."""
+        rep = self.representation.get()
+        assert rep is not None
+        ids = [r[0] for r in self.store.query(
+            "SELECT item_id FROM items WHERE state = 'unlabeled' ORDER BY item_id")
+            if rep.has(r[0])]
+        if not ids:
+            return [], None, {}
+        vectors = rep.take(ids)
+        assert vectors is not None
+        lab_ids, lab_labels, lab_vectors = self._labeled_representation()
+        classes = self.store.query("SELECT value FROM meta WHERE key = 'classes'")
+        c, zeros = int(classes[0][0]) if classes else 2, np.zeros(len(ids))
+        cand = S.Candidates(
+            probs=np.full((len(ids), c), 1.0 / c), embedding=vectors, entropy=zeros,
+            margin=zeros, least_confidence=zeros, bald=zeros, eig=zeros,
+            labeled_embedding=lab_vectors, representation=vectors,
+            labeled_representation=lab_vectors)
+        return ids, cand, {"labeled_ids": lab_ids, "labeled_labels": lab_labels,
+                           "scored": False}
 
 
 def _stack(blobs: list[bytes] | tuple[bytes, ...], n: int, width: int = 0) -> np.ndarray:

@@ -9,6 +9,13 @@ Consumes (group ``vectors``):
   projects every item of that version to 2-D, aligned to the previous map
   (:mod:`fogmap.vectors.projection`), stores ``x``/``y`` and publishes one
   ``projection.updated`` per item.
+* ``fogmap.models``: ``encoder.published`` (the newest version wins; an older one that
+  arrives late is ignored) places every item of the label-free representation on the
+  map once (aligned to the map so far) and publishes ``projection.updated`` with its
+  ``representation_version``. From then on the map stays put: ``pool.scored`` no longer
+  re-projects, model versions only update the per-item payload (uncertainty, predicted
+  class), and when the representation has the index's width its vectors replace the
+  model embeddings in the index, so similar-items queries are stable too.
 * ``fogmap.proposals``, ``fogmap.tasks``, ``fogmap.labels``: the ``status`` payload field
   (see :data:`STATUS`). These topics are consumed independently, so the event time
   decides: an event older than the one that set the current status changes nothing.
@@ -41,7 +48,14 @@ from fogmap.core.events import (
     PoolScored,
     PredictionScored,
     ProjectionUpdated,
+    format_version,
     version_seq,
+)
+from fogmap.core.representation import (
+    NewestRepresentation,
+    Representation,
+    VectorsSource,
+    newest_encoder,
 )
 from fogmap.core.service import Publisher
 from fogmap.core.sqlstore import SqliteStore
@@ -66,6 +80,7 @@ CREATE TABLE IF NOT EXISTS positions (
     PRIMARY KEY (item_id, model_seq)
 );
 CREATE TABLE IF NOT EXISTS projections (model_seq INTEGER PRIMARY KEY, items INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rep_projections (seq INTEGER PRIMARY KEY, items INTEGER NOT NULL);
 """
 
 STATUS: dict[str, Callable[[EventData], list[str]]] = {
@@ -92,16 +107,20 @@ class VectorService:
 
     name = "vectors"
 
-    def __init__(self, bus: Bus, index: VectorIndex, store_path: Path) -> None:
-        self.index = index
+    def __init__(self, bus: Bus, index: VectorIndex, store_path: Path,
+                 vectors: VectorsSource | None = None, index_dim: int | None = None) -> None:
+        self.index, self.index_dim = index, index_dim
         self.publisher = Publisher(bus, self.name)
         self.store = SqliteStore(store_path, SCHEMA)
+        self.representation = NewestRepresentation(vectors, self.store)
+        self._projecting = asyncio.Lock()  # one map at a time: model or representation
 
     def subscriptions(self) -> list[Subscription]:
         return [
             Subscription(("fogmap.predictions",), "vectors", self._on_predictions),
             Subscription(("fogmap.proposals", "fogmap.tasks", "fogmap.labels"), "vectors",
                          self._on_decisions),
+            Subscription(("fogmap.models",), "vectors", self._on_models, batch_size=100),
         ]
 
     async def run(self) -> None:
@@ -146,6 +165,7 @@ class VectorService:
                 latest[p.item_id] = p
         if not latest:
             return
+        rep = self._indexed_representation()
         with self.store.tx() as db:
             current = _rows(db, "SELECT item_id, model_seq, status, x, y FROM items "
                             "WHERE item_id IN ({})", list(latest))
@@ -158,7 +178,9 @@ class VectorService:
                 payload = _prediction_payload(p, seq, status)
                 if x is not None:
                     payload.update(x=x, y=y)  # keep the last map position until re-projected
-                points.append(VectorPoint(item_id, p.embedding, payload))
+                vector = (rep.vectors[rep.row[item_id]] if rep is not None and rep.has(item_id)
+                          else p.embedding)
+                points.append(VectorPoint(item_id, vector, payload))
                 seqs.append((item_id, seq))
             self.index.upsert(points)
             db.executemany(
@@ -173,19 +195,26 @@ class VectorService:
         pool = env.payload()
         assert isinstance(pool, PoolScored)
         seq = version_seq(pool.model_version)
-        placed = await asyncio.to_thread(self._compute_projection, seq, pool.items)
-        if placed is None:
-            return
-        ids, xy = placed
-        await asyncio.to_thread(self._store_positions, seq, ids, xy)
+        async with self._projecting:
+            if self.representation.get() is not None:
+                return  # the map follows the representation, not each model
+            placed = await asyncio.to_thread(self._compute_projection, seq, pool.items)
+            if placed is None:
+                return
+            ids, xy = placed
+            await asyncio.to_thread(self._store_positions, seq, ids, xy)
+            await self._emit_positions(pool.model_version, None, ids, xy)
+            await asyncio.to_thread(self._mark_projected, seq, len(ids))
+        log.info("projection published", model_version=pool.model_version, items=len(ids))
+
+    async def _emit_positions(self, version: str, representation: str | None,
+                              ids: list[str], xy: np.ndarray) -> None:
         for lo in range(0, len(ids), EMIT_CHUNK):
             # Building 5k envelopes takes ~80 ms of CPU: off the event loop.
             envs = await asyncio.to_thread(
-                self._projection_envelopes, pool.model_version, ids[lo:lo + EMIT_CHUNK],
+                self._projection_envelopes, version, representation, ids[lo:lo + EMIT_CHUNK],
                 xy[lo:lo + EMIT_CHUNK])
             await self.publisher.bus.publish(envs)
-        await asyncio.to_thread(self._mark_projected, seq, len(ids))
-        log.info("projection published", model_version=pool.model_version, items=len(ids))
 
     def _compute_projection(self, seq: int, expected: int) -> tuple[list[str], np.ndarray] | None:
         done = self.store.query("SELECT MAX(model_seq) FROM projections")[0][0]
@@ -225,13 +254,15 @@ class VectorService:
                                [(x, y, i) for i, _, x, y in chunk])
                 self.index.set_payloads({i: {"x": x, "y": y} for i, _, x, y in chunk})
 
-    def _projection_envelopes(self, version: str, ids: list[str],
-                              xy: np.ndarray) -> list[Envelope]:
+    def _projection_envelopes(self, version: str, representation: str | None,
+                              ids: list[str], xy: np.ndarray) -> list[Envelope]:
+        key = representation or version
         return [
             self.publisher.envelope(
                 ProjectionUpdated(item_id=i, model_version=version, method="pca",
-                                  x=float(x), y=float(y)),
-                uuid.uuid5(ID_NAMESPACE, f"projection:{version}:{i}").hex,
+                                  x=float(x), y=float(y),
+                                  representation_version=representation),
+                uuid.uuid5(ID_NAMESPACE, f"projection:{key}:{i}").hex,
             )
             for i, (x, y) in zip(ids, xy, strict=True)
         ]
@@ -243,6 +274,75 @@ class VectorService:
             # Only the latest position per item anchors the next map.
             db.execute("DELETE FROM positions WHERE model_seq < ? AND item_id IN "
                        "(SELECT item_id FROM positions WHERE model_seq = ?)", (seq, seq))
+
+    # --- the label-free representation ---------------------------------------------------
+
+    async def _on_models(self, events: list[Envelope]) -> None:
+        event = newest_encoder(events)
+        if event is None:
+            return
+        await asyncio.to_thread(self.representation.offer, event)
+        rep = self.representation.get()
+        done = self.store.query("SELECT COALESCE(MAX(seq), 0) FROM rep_projections")[0][0]
+        if rep is not None and rep.seq > done:
+            await self._project_representation(rep)
+
+    def _indexed_representation(self) -> Representation | None:
+        """The representation, when its vectors fit the index (else the index keeps the
+        model embeddings and only the map follows the representation)."""
+        rep = self.representation.get()
+        return rep if rep is not None and rep.vectors.shape[1] == self.index_dim else None
+
+    async def _project_representation(self, rep: Representation) -> None:
+        async with self._projecting:
+            ids = sorted(rep.row)
+            xy, newest_model = await asyncio.to_thread(self._place_representation, rep, ids)
+            await asyncio.to_thread(self._store_representation, rep, ids, xy)
+            # Tagged with the newest model so far, so readers that keep the latest
+            # model version's position take this one (v0000: before any model).
+            await self._emit_positions(format_version(newest_model), rep.version, ids, xy)
+            with self.store.tx() as db:
+                db.execute("INSERT OR REPLACE INTO rep_projections VALUES (?, ?)",
+                           (rep.seq, len(ids)))
+        log.info("representation projected", representation=rep.version, items=len(ids))
+
+    def _place_representation(self, rep: Representation,
+                              ids: list[str]) -> tuple[np.ndarray, int]:
+        """Map positions (N, 2) of ``ids``, aligned to where they are now; the newest model."""
+        with self.store.lock:
+            now = _rows(self.store.db, "SELECT item_id, x, y FROM items WHERE item_id IN "
+                        "({}) AND x IS NOT NULL", ids)
+        previous = np.array([now.get(i, (np.nan, np.nan)) for i in ids], dtype=np.float64)
+        vectors = rep.take(ids)
+        assert vectors is not None
+        xy = project(vectors, previous if np.isfinite(previous).any() else None)
+        newest = self.store.query("SELECT COALESCE(MAX(model_seq), 0) FROM items")[0][0]
+        return xy, int(newest)
+
+    def _store_representation(self, rep: Representation, ids: list[str],
+                              xy: np.ndarray) -> None:
+        indexed = self._indexed_representation() is rep
+        for lo in range(0, len(ids), POSITION_CHUNK):
+            chunk, pos = ids[lo:lo + POSITION_CHUNK], xy[lo:lo + POSITION_CHUNK]
+            with self.store.tx() as db:
+                db.executemany(
+                    "INSERT INTO items (item_id, x, y) VALUES (?, ?, ?) ON CONFLICT (item_id) "
+                    "DO UPDATE SET x = excluded.x, y = excluded.y",
+                    [(i, float(x), float(y)) for i, (x, y) in zip(chunk, pos, strict=True)])
+                if not indexed:
+                    self.index.set_payloads({i: {"x": float(x), "y": float(y)}
+                                             for i, (x, y) in zip(chunk, pos, strict=True)})
+                    continue
+                # The index's vectors become the representation's; payloads stay.
+                got = self.index.get(chunk)
+                status = _rows(db, "SELECT item_id, status FROM items WHERE item_id IN ({})",
+                               chunk)
+                points = []
+                for i, (x, y) in zip(chunk, pos, strict=True):
+                    payload = dict(got[i][1]) if i in got else {"status": status[i][0]}
+                    payload.update(x=float(x), y=float(y))
+                    points.append(VectorPoint(i, rep.vectors[rep.row[i]], payload))
+                self.index.upsert(points)
 
     # --- status -------------------------------------------------------------------------
 

@@ -69,7 +69,8 @@ def scored(emb: np.ndarray, probs: np.ndarray, version: str) -> list[Envelope]:
 
 
 def service(tmp_path: Path, strategy: str, **cfg: int) -> SelectionService:
-    settings = SelectionSettings(strategy=strategy, **{"batch_size": 8, "initial": 4, **cfg})
+    settings = SelectionSettings(strategy=strategy, **{
+        "batch_size": 8, "initial": 4, "cold_start_wait_seconds": 0, **cfg})
     return SelectionService(RecordingBus(),  # type: ignore[arg-type]
                             SelectionService.open_store(tmp_path / "selection.db"), settings)
 

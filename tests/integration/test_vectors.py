@@ -210,7 +210,7 @@ async def test_rounds_are_indexed_projected_and_move_smoothly(rig: Rig) -> None:
 
 
 async def test_redelivered_events_change_nothing(rig: Rig) -> None:
-    predictions, status = rig.service.subscriptions()
+    predictions, status, _ = rig.service.subscriptions()
     envs = [wrap(e, "/fogmap/test") for e in scored("v0001", blobs(20))]
     await predictions.handler(envs)
     await predictions.handler(envs)  # the bus redelivers an uncommitted batch
