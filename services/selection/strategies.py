@@ -250,10 +250,10 @@ def typiclust(c: Candidates, k: int, rng: np.random.Generator, chunk: int = CHUN
               min_size: int = 5, max_clusters: int = 500) -> np.ndarray:
     """TypiClust (Hacohen et al. 2022): the most typical items of uncovered clusters.
 
-    Clusters labeled and unlabeled items (in :attr:`Candidates.space`) into min(L + k, max(max_clusters,
-    k)) k-means clusters. Each pick comes from the cluster with the fewest labeled items
-    and picks so far (ties: the largest; clusters under ``min_size`` only when nothing
-    else is left) and is its unlabeled item of highest :func:`typicality`, computed
+    Clusters labeled and unlabeled items (in :attr:`Candidates.space`) into min(L + k,
+    max(max_clusters, k)) k-means clusters. Each pick comes from the cluster with the fewest
+    labeled items and picks so far (ties: the largest; clusters under ``min_size`` only when
+    nothing else is left) and is its unlabeled item of highest :func:`typicality`, computed
     within the cluster. Needs no labels and no model: the cold-start strategy.
     """
     n = len(c)
@@ -284,8 +284,8 @@ def margin_diverse(c: Candidates, k: int, rng: np.random.Generator,
     """The most uncertain item of each of k clusters of the factor*k closest calls.
 
     Takes the M = min(N, factor * k) items of highest margin score, k-means them into k
-    clusters in :attr:`Candidates.space`, and picks each cluster's highest-margin item (Zhdanov 2019,
-    Citovsky et al. 2021): uncertain, but not k near-duplicates of one confusion.
+    clusters in :attr:`Candidates.space`, and picks each cluster's highest-margin item
+    (Zhdanov 2019, Citovsky et al. 2021): uncertain, but not k near-duplicates of one confusion.
     """
     top = top_k(c.margin, min(len(c), factor * k), rng)  # (M,) best first
     label = kmeans(c.space[top], k, rng)  # (M,)
