@@ -253,6 +253,7 @@ def embed(images: np.ndarray, encoder: bytes | FogNet, batch: int = 1024) -> np.
     """
     model = encoder_model(encoder) if isinstance(encoder, bytes | bytearray) else encoder
     model.eval()
-    out = [model.embedding(to_tensor(images[lo:lo + batch])).numpy()
+    device = next(model.parameters()).device  # a model on a GPU embeds there
+    out = [model.embedding(to_tensor(images[lo:lo + batch]).to(device)).cpu().numpy()
            for lo in range(0, len(images), batch)]
     return np.concatenate(out) if out else np.zeros((0, EMBED_DIM), np.float32)

@@ -1,0 +1,565 @@
+"""Label efficiency: every fogmap strategy against random and two peer libraries.
+
+One invocation runs, on Fashion-MNIST (``--data``; the pool is every image with
+``is_test`` False, 60k, and accuracy is measured on all 10k ``is_test`` images):
+
+* ``random`` and every other fogmap strategy (:data:`fogmap.selection.strategies.STRATEGIES`);
+* baal 2.1 (``baal.active.heuristics``): ``baal-bald`` and ``baal-batchbald``, both on
+  the same MC-dropout samples fogmap's ``bald`` reads;
+* scikit-activeml 1.0 (``skactiveml.pool``): ``skal-margin`` (UncertaintySampling,
+  margin), ``skal-coreset`` (CoreSet), ``skal-badge`` (Badge), ``skal-typiclust``;
+
+all with the same network and recipe (``FogNet`` trained from scratch each round by
+``fogmap.training.trainer.train`` with the production ``TrainingSettings()``), the same
+20 random initial labels per seed, batches of 20, a budget of 1,000 labels (50 trained
+models per run) and seeds 0, 1, 2. Every strategy that measures diversity (fogmap's
+kcenter, typiclust, margin-diverse and auto; the peers' CoreSet and TypiClust) gets the
+same label-free representation: the 32-d embedding of FogNet's encoder pretrained
+without labels on the pool (``fogmap.training.pretrain``), as the running services use.
+badge (both) works in the model's own gradient embedding, as the method defines.
+
+Peers are called through their public query APIs with the scores of our network: baal's
+heuristics take the (N, C, K) MC-dropout probabilities; scikit-activeml's model-based
+strategies take a ``SkactivemlClassifier`` that answers ``predict_proba`` from the
+trained network's outputs (:class:`Scored`). Two settings differ from the peers'
+defaults, both for run time at 60k: BatchBALD runs on the 1,000 items of highest BALD
+with ``num_draw=40`` (baal's defaults, the whole pool and 500 draws, build a
+B x 500K x C array per pick: 2.4e9 doubles at B = 60k, K = 20; even 2,000 candidates
+took 160 s a round on 2 cores) and scikit-activeml's TypiClust caps k-means at 30 Lloyd
+rounds (fogmap's own typiclust does the same).
+
+Reported per strategy (means over seeds; "labels to x%" on the seed-mean curve):
+AUBC, the mean held-out accuracy over the 50 rounds; the labels needed to reach 80% and
+85% (or "-": not within budget); accuracy at 100, 250, 500 and 1,000 labels (250 is
+interpolated between 240 and 260); median seconds per round (train + score the pool +
+select) and for the selection alone. Writes ``report.md`` and ``report.json`` (and one
+``runs/<strategy>__s<seed>.jsonl`` per run, a line per round, so an interrupted
+benchmark keeps what it measured) under ``--out``.
+
+Run from the repository root (``make bench`` installs the ``bench`` extra first)::
+
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --out out/efficiency
+    # on a GPU machine, 15 runs at a time, stopping new rounds after 9 minutes:
+    python tests/benchmarks/bench_label_efficiency.py --device cuda --workers 15 \\
+        --deadline 540 --pretrain-steps 3000 --out out/efficiency
+    # a quick check of the whole pipeline (small pool, short training):
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --pool 3000 \\
+        --budget 60 --seeds 0 --min-steps 30 --max-steps 30 --pretrain-steps 20
+    # one full round at 1,000 labels on this machine (issue 3's < 30 s), 3 repeats:
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --round-speed 3
+    # tables again from the runs already written:
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only --out ...
+
+On 2 CPU cores one run takes ~10 minutes (the retrains dominate), so the full
+17 x 3-run benchmark is a GPU job; see the README for the figures and where they ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fashion-mnist.npz"
+PEERS = ("baal-bald", "baal-batchbald", "skal-margin", "skal-coreset", "skal-badge",
+         "skal-typiclust")
+CHECKPOINTS = (100, 250, 500, 1000)
+THRESHOLDS = (0.80, 0.85)
+BATCHBALD_POOL = 1000  # BatchBALD's candidates: the items of highest BALD
+BATCHBALD_DRAWS = 40  # baal's num_draw: 40 x K = 800 sampled joint label configurations
+KEY = ("random", "auto", *PEERS)  # what the goals compare: all seeds of these first
+SLOW_FIRST = ("baal-batchbald", "skal-typiclust", "auto", "typiclust", "skal-badge",
+              "skal-coreset", "eig", "margin-diverse", "kcenter", "badge")
+EIG_TARGETS = 64  # as ScoringSettings.eig_targets
+
+
+def log(*parts: object) -> None:
+    print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
+
+
+def fogmap_strategies() -> list[str]:
+    from fogmap.selection.strategies import STRATEGIES
+
+    return ["random", *sorted(n for n in STRATEGIES if n != "random")]
+
+
+# --- data and representation --------------------------------------------------------------
+
+
+@dataclass
+class Data:
+    pool: np.ndarray  # (N, H, W, 1) uint8
+    pool_labels: np.ndarray  # (N,)
+    test: np.ndarray  # (T, H, W, 1) uint8
+    test_labels: np.ndarray  # (T,)
+    representation: np.ndarray  # (N, R) label-free
+    classes: int
+
+
+def load(path: Path, pool: int | None, test: int | None) -> tuple[np.ndarray, ...]:
+    """(pool images, pool labels, test images, test labels); the first ``pool``/``test``
+    of a seeded permutation when given (quick runs), else all."""
+    d = np.load(path)
+    images, labels, is_test = d["images"], d["labels"].astype(np.int64), d["is_test"]
+    if images.ndim == 3:
+        images = images[..., None]
+    rng = np.random.default_rng(1234)
+    p, t = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    if pool:
+        p = np.sort(rng.permutation(p)[:pool])
+    if test:
+        t = np.sort(rng.permutation(t)[:test])
+    return images[p], labels[p], images[t], labels[t]
+
+
+def representation(pool: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, dict]:
+    """The label-free embedding (N, 32) of the pool and how it was made."""
+    from fogmap.training.pretrain import embed, encoder_model, load_encoder, pretrain
+
+    if args.encoder and Path(args.encoder).exists():
+        raw = Path(args.encoder).read_bytes()
+    else:
+        started = time.perf_counter()
+        raw = pretrain(pool, seconds_budget=args.pretrain_seconds, seed=0,
+                       steps=args.pretrain_steps, device=args.device)
+        log(f"pretrained the encoder in {time.perf_counter() - started:.0f} s")
+        if args.encoder:
+            Path(args.encoder).write_bytes(raw)
+    blob = load_encoder(raw)
+    model = encoder_model(raw).to(args.device)
+    info = {k: blob[k] for k in ("steps", "seconds", "batch_size", "images")}
+    return embed(pool, model), info
+
+
+# --- one run: 50 rounds of train, score, select -------------------------------------------
+
+
+@dataclass
+class Pool:
+    """The trained network's view of the pool in one round."""
+
+    probs: np.ndarray  # (N, C)
+    mc: np.ndarray  # (K, N, C) MC-dropout probabilities
+    embedding: np.ndarray  # (N, D) the model's own
+
+
+def score(model: Any, images: np.ndarray, version: str, device: str) -> Pool:
+    from fogmap.scoring.torch_scorer import TorchScorer
+
+    scorer = TorchScorer(mc_samples=20, batch_size=4096, threads=1, device=device)
+    scorer.use(version, model)
+    raw = scorer.score(images)
+    return Pool(raw.probs, raw.mc, raw.embedding)
+
+
+def fogmap_select(name: str, s: Pool, data: Data, labeled: np.ndarray,
+                  unlabeled: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from fogmap.scoring import uncertainty as U
+    from fogmap.selection import strategies as S
+
+    p, mc = s.probs[unlabeled], s.mc[:, unlabeled]
+    zeros = np.zeros(len(unlabeled))
+    eig = zeros  # EPIG is only computed for the strategy that reads it (it costs seconds)
+    if name == "eig":
+        targets = np.random.default_rng(seed).choice(len(s.probs), EIG_TARGETS, replace=False)
+        eig = U.eig(mc, s.mc[:, np.sort(targets)])
+    cand = S.Candidates(
+        probs=p, embedding=s.embedding[unlabeled], entropy=U.entropy(p), margin=U.margin(p),
+        least_confidence=U.least_confidence(p), bald=U.bald(mc), eig=eig,
+        labeled_embedding=s.embedding[labeled],
+        representation=data.representation[unlabeled],
+        labeled_representation=data.representation[labeled])
+    return unlabeled[S.select(name, cand, k, seed)]
+
+
+def scored_classifier(probs: np.ndarray, embedding: np.ndarray, classes: int) -> Any:
+    """A scikit-activeml classifier answering from the trained network's outputs: rows of
+    X are pool indices (one column), so strategies see exactly our model's predictions."""
+    from skactiveml.base import SkactivemlClassifier
+
+    class Scored(SkactivemlClassifier):
+        def __init__(self, probs: Any = None, embedding: Any = None, classes: Any = None,
+                     missing_label: Any = np.nan, random_state: Any = None) -> None:
+            super().__init__(classes=classes, missing_label=missing_label,
+                             random_state=random_state)
+            self.probs, self.embedding = probs, embedding
+
+        def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Scored:
+            return self  # trained already, by fogmap's recipe
+
+        def predict_proba(self, X: Any, return_embeddings: bool = False) -> Any:
+            idx = np.asarray(X)[:, 0].astype(int)
+            p = self.probs[idx]
+            return (p, self.embedding[idx]) if return_embeddings else p
+
+        def predict(self, X: Any) -> np.ndarray:
+            return np.asarray(self.predict_proba(X)).argmax(1)
+
+    return Scored(probs, embedding, np.arange(classes))
+
+
+def peer_select(name: str, s: Pool, data: Data, labeled: np.ndarray, unlabeled: np.ndarray,
+                k: int, seed: int) -> np.ndarray:
+    n = len(s.probs)
+    if name.startswith("baal-"):
+        from baal.active.heuristics import BALD, BatchBALD
+
+        mc = np.ascontiguousarray(s.mc[:, unlabeled].transpose(1, 2, 0))  # (U, C, K)
+        if name == "baal-bald":
+            return unlabeled[np.asarray(BALD().get_ranks(mc)[0])[:k]]
+        top = np.argsort(-BALD().get_uncertainties(mc), kind="stable")[:BATCHBALD_POOL]
+        ranks = np.asarray(BatchBALD(num_samples=k, num_draw=BATCHBALD_DRAWS)
+                           .get_ranks(mc[top])[0])
+        return unlabeled[top[ranks[:k]]]
+    from skactiveml.pool import Badge, CoreSet, TypiClust, UncertaintySampling
+
+    y = np.full(n, np.nan)
+    y[labeled] = data.pool_labels[labeled]
+    if name in ("skal-coreset", "skal-typiclust"):
+        qs = (CoreSet(random_state=seed) if name == "skal-coreset" else
+              TypiClust(random_state=seed, cluster_algo_dict={"max_iter": 30}))
+        return np.asarray(qs.query(data.representation, y, batch_size=k))
+    clf = scored_classifier(s.probs, s.embedding, data.classes)
+    rows = np.arange(n, dtype=float)[:, None]  # X: the pool index of each row
+    if name == "skal-margin":
+        qs = UncertaintySampling(method="margin_sampling", random_state=seed)
+    else:
+        qs = Badge(clf_embedding_flag_name="return_embeddings", random_state=seed)
+    return np.asarray(qs.query(rows, y, clf, fit_clf=False, batch_size=k))
+
+
+_DATA: Data | None = None
+_LIMITS: Any = None  # keeps the BLAS thread limit in force
+
+
+def _init_worker(data: Data, threads: int) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    global _DATA, _LIMITS
+    _DATA = data
+    torch.set_num_threads(threads)
+    _LIMITS = threadpool_limits(threads)  # numpy/sklearn too: 15 runs x 16 threads thrash
+    torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run_one`, with a failure reported (and the other runs going on)."""
+    try:
+        return run_one(job)
+    except Exception as exc:  # noqa: BLE001 - one strategy failing must not stop the rest
+        import traceback
+
+        Path(job["path"]).with_suffix(".error").write_text(traceback.format_exc())
+        return {"strategy": job["name"], "seed": job["seed"], "rounds": 0,
+                "final": float("nan"), "complete": False, "error": repr(exc)}
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    """One strategy, one seed: rounds until the budget (or the deadline); a line per round
+    to ``job['path']``. Returns the run's summary."""
+    import torch
+
+    from fogmap.core.settings import TrainingSettings
+    from fogmap.training import trainer
+
+    data = _DATA
+    assert data is not None
+    name, seed, budget, k, device = (job[x] for x in ("name", "seed", "budget", "batch",
+                                                       "device"))
+    cfg = TrainingSettings(**job["training"])
+    if time.time() > job["deadline"]:  # would not finish: leave the device to the others
+        return {"strategy": name, "seed": seed, "rounds": 0, "final": float("nan"),
+                "complete": False}
+    n = len(data.pool)
+    labeled = np.random.default_rng(seed).choice(n, job["initial"], replace=False)
+    rounds: list[dict[str, Any]] = []
+    path = Path(job["path"])
+    path.write_text("")
+    while True:
+        r = len(rounds)
+        t0 = time.perf_counter()
+        model = trainer.train(data.pool[labeled], data.pool_labels[labeled], data.classes,
+                              cfg, seed=seed * 1000 + r, device=device)
+        acc = float((trainer.predict(model, data.test).argmax(1) == data.test_labels).mean())
+        t1 = time.perf_counter()
+        row: dict[str, Any] = {"strategy": name, "seed": seed, "round": r,
+                               "labels": int(len(labeled)), "accuracy": acc,
+                               "train_s": t1 - t0}
+        done = len(labeled) >= budget or time.time() > job["deadline"]
+        if not done:
+            s = score(model, data.pool, f"v{r + 1:04d}", device)
+            t2 = time.perf_counter()
+            mask = np.ones(n, bool)
+            mask[labeled] = False
+            unlabeled = np.flatnonzero(mask)
+            take = min(k, budget - len(labeled))
+            select = peer_select if name in PEERS else fogmap_select
+            picks = np.asarray(select(name, s, data, labeled, unlabeled, take,
+                                      seed * 1000 + r), dtype=int)
+            if len(set(picks.tolist())) != take or mask[picks].sum() != take:
+                raise RuntimeError(f"{name} picked {picks}: not {take} distinct unlabeled")
+            labeled = np.concatenate([labeled, picks])
+            row.update(score_s=t2 - t1, select_s=time.perf_counter() - t2)
+        rounds.append(row)
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        del model
+        if device != "cpu":
+            torch.cuda.empty_cache()
+        if done:
+            break
+    return {"strategy": name, "seed": seed, "rounds": len(rounds),
+            "final": rounds[-1]["accuracy"], "complete": rounds[-1]["labels"] >= budget}
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def first_reaching(labels: np.ndarray, acc: np.ndarray, threshold: float) -> int | None:
+    hit = np.flatnonzero(acc >= threshold)
+    return int(labels[hit[0]]) if len(hit) else None
+
+
+def summarize(rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
+    """Per strategy: the table's figures from the per-round lines of complete runs."""
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        runs.setdefault((row["strategy"], row["seed"]), []).append(row)
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(r["strategy"] for r in rows):
+        complete = [sorted(v, key=lambda r: r["round"]) for (s, _), v in runs.items()
+                    if s == name and max(r["labels"] for r in v) >= budget]
+        partial = sum(1 for (s, _), v in runs.items() if s == name) - len(complete)
+        if not complete:
+            out[name] = {"seeds": 0, "partial_runs": partial}
+            continue
+        labels = np.array([r["labels"] for r in complete[0]])
+        curves = np.array([[r["accuracy"] for r in run] for run in complete])  # (S, R)
+        mean = curves.mean(0)
+        per_round = [r["train_s"] + r.get("score_s", 0) + r.get("select_s", 0)
+                     for run in complete for r in run if "select_s" in r]
+        out[name] = {
+            "seeds": len(complete), "partial_runs": partial,
+            "seed_ids": sorted(run[0]["seed"] for run in complete),
+            "aubc": float(curves.mean()), "aubc_per_seed": curves.mean(1).tolist(),
+            **{f"labels_to_{int(t * 100)}": first_reaching(labels, mean, t)
+               for t in THRESHOLDS},
+            **{f"acc_at_{c}": float(np.interp(c, labels, mean)) for c in CHECKPOINTS},
+            "s_per_round": statistics.median(per_round) if per_round else None,
+            "select_s": statistics.median(r["select_s"] for run in complete for r in run
+                                          if "select_s" in r) if per_round else None,
+            "curve": {"labels": labels.tolist(), "accuracy": mean.tolist()},
+        }
+    return out
+
+
+def goals(summary: dict[str, Any]) -> dict[str, Any]:
+    """Issue 3's goals, each with the figures it compares."""
+    def get(name: str, key: str) -> Any:
+        return summary.get(name, {}).get(key)
+
+    peers = {n: v["aubc"] for n, v in summary.items() if n in PEERS and v.get("seeds")}
+    best_peer = max(peers, key=peers.__getitem__) if peers else None
+    auto, rnd = get("auto", "aubc"), get("random", "aubc")
+    a85, r85 = get("auto", "labels_to_85"), get("random", "labels_to_85")
+    return {
+        "auto_aubc": auto, "random_aubc": rnd,
+        "auto_minus_random_points": None if auto is None or rnd is None
+        else 100 * (auto - rnd),
+        "best_peer": best_peer, "best_peer_aubc": peers.get(best_peer) if best_peer else None,
+        "auto_beats_best_peer": None if auto is None or not peers else auto >= max(
+            peers.values()),
+        "auto_labels_to_85": a85, "random_labels_to_85": r85,
+        "labels_to_85_ratio": a85 / r85 if a85 and r85 else None,
+    }
+
+
+def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    def pct(x: Any) -> str:
+        return "n/a" if x is None else f"{100 * x:.1f}"
+
+    def num(x: Any, unit: str = "") -> str:
+        return "-" if x is None else f"{x:.2f}{unit}" if isinstance(x, float) else f"{x}"
+
+    head = ("| strategy | seeds | AUBC | to 80% | to 85% | "
+            + " | ".join(f"@{c}" for c in CHECKPOINTS) + " | s/round | select s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    ranked = sorted(summary.items(), key=lambda kv: -(kv[1].get("aubc") or 0))
+    for name, v in ranked:
+        if not v.get("seeds"):
+            lines.append(f"| {name} | 0 ({v['partial_runs']} partial) |" + " |" * 9)
+            continue
+        lines.append(
+            f"| {name} | {v['seeds']} | {pct(v['aubc'])} | {num(v['labels_to_80'])} | "
+            f"{num(v['labels_to_85'])} | "
+            + " | ".join(pct(v[f"acc_at_{c}"]) for c in CHECKPOINTS)
+            + f" | {num(v['s_per_round'])} | {num(v['select_s'])} |")
+    g = meta["goals"]
+    lines += [
+        "",
+        f"AUBC and accuracies in %; labels to x%: first point of the seed-mean curve at or "
+        f"above x (\"-\": not within {meta['budget']}). Device: {meta['device']}, "
+        f"{meta['workers']} runs at a time; representation: {meta['representation']}.",
+        "",
+        f"Goals: auto - random AUBC = {num(g['auto_minus_random_points'])} points "
+        f"(goal >= 3); best peer {g['best_peer']} AUBC {pct(g['best_peer_aubc'])} vs auto "
+        f"{pct(g['auto_aubc'])}; labels to 85%: auto {num(g['auto_labels_to_85'])} vs "
+        f"random {num(g['random_labels_to_85'])} (goal: at most half).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def report(out: Path, runs: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    rows = [json.loads(line) for p in sorted(runs.glob("*.jsonl"))
+            for line in p.read_text().splitlines() if line.strip()]
+    summary = summarize(rows, meta["budget"])
+    meta = {**meta, "goals": goals(summary)}
+    (out / "report.json").write_text(json.dumps({"meta": meta, "strategies": summary,
+                                                 "rounds": rows}, indent=1))
+    text = markdown(summary, meta)
+    (out / "report.md").write_text(text)
+    return {"text": text, "meta": meta}
+
+
+# --- speed of one production round ------------------------------------------------------------
+
+
+def round_speed(data: Data, args: argparse.Namespace) -> None:
+    """Issue 3's 'full round' at 1,000 labels: retrain, rescore the pool, select 20."""
+    import torch
+
+    from fogmap.core.settings import TrainingSettings
+    from fogmap.training import trainer
+
+    torch.set_num_threads(args.threads)
+    labeled = np.random.default_rng(0).choice(len(data.pool), 1000, replace=False)
+    mask = np.ones(len(data.pool), bool)
+    mask[labeled] = False
+    unlabeled = np.flatnonzero(mask)
+    times: dict[str, list[float]] = {}
+    for rep in range(args.round_speed):
+        t0 = time.perf_counter()
+        model = trainer.train(data.pool[labeled], data.pool_labels[labeled], data.classes,
+                              TrainingSettings(), seed=rep, device=args.device)
+        t1 = time.perf_counter()
+        s = score(model, data.pool, f"v{rep + 1:04d}", args.device)
+        t2 = time.perf_counter()
+        for name in ("badge", "kcenter", "auto"):
+            t = time.perf_counter()
+            fogmap_select(name, s, data, labeled, unlabeled, 20, rep)
+            times.setdefault(f"select_{name}", []).append(time.perf_counter() - t)
+        times.setdefault("train", []).append(t1 - t0)
+        times.setdefault("score", []).append(t2 - t1)
+        times.setdefault("round_badge", []).append(t2 - t0 + times["select_badge"][-1])
+        log(f"repeat {rep}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(json.dumps({"pool": len(data.pool), "labels": 1000, "threads": args.threads,
+                      "device": args.device, "repeats": args.round_speed, "median_s": med}))
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--out", type=Path, default=Path("out/efficiency"))
+    ap.add_argument("--strategies", default="all",
+                    help="comma-separated names, 'fogmap', 'peers' or 'all'")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--initial", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument("--budget", type=int, default=1000)
+    ap.add_argument("--pool", type=int, help="use a seeded subset of the pool (quick runs)")
+    ap.add_argument("--test", type=int, help="use a seeded subset of the test images")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--workers", type=int, default=1, help="runs at a time (processes)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads per run (default: cores / workers)")
+    ap.add_argument("--deadline", type=float, default=0,
+                    help="seconds after which no run starts another round (0: none)")
+    ap.add_argument("--min-steps", type=int, help="override TrainingSettings.min_steps")
+    ap.add_argument("--max-steps", type=int, help="override TrainingSettings.max_steps")
+    ap.add_argument("--encoder", help="encoder file: read if it exists, else written")
+    ap.add_argument("--pretrain-seconds", type=float, default=180.0)
+    ap.add_argument("--pretrain-steps", type=int, help="fixed steps instead of seconds")
+    ap.add_argument("--round-speed", type=int, default=0, metavar="REPEATS",
+                    help="only time full rounds at 1,000 labels")
+    ap.add_argument("--runs", type=Path, help="folder of the per-run lines (default: "
+                    "OUT/runs)")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args(argv)
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    args.runs = args.runs or args.out / "runs"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    started = time.time()
+    names = {"fogmap": fogmap_strategies(), "peers": list(PEERS),
+             "all": fogmap_strategies() + list(PEERS)}.get(args.strategies)
+    names = names or [n.strip() for n in args.strategies.split(",") if n.strip()]
+    unknown = set(names) - set(fogmap_strategies()) - set(PEERS)
+    if unknown:
+        raise SystemExit(f"unknown strategies {sorted(unknown)}; known: "
+                         f"{', '.join(fogmap_strategies() + list(PEERS))}")
+    meta = {"budget": args.budget, "initial": args.initial, "batch": args.batch,
+            "device": args.device, "workers": args.workers, "threads": args.threads,
+            "data": str(args.data), "representation": "see representation_info"}
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        old = json.loads((args.out / "report.json").read_text())["meta"]
+        print(report(args.out, args.runs, {**old, "budget": args.budget})["text"])
+        return 0
+    pool, pool_labels, test, test_labels = load(args.data, args.pool, args.test)
+    log(f"pool {len(pool)}, test {len(test)}; {len(names)} strategies x seeds {args.seeds}")
+    rep, info = representation(pool, args)
+    data = Data(pool, pool_labels, test, test_labels, rep.astype(np.float32),
+                int(max(pool_labels.max(), test_labels.max()) + 1))
+    if args.round_speed:
+        round_speed(data, args)
+        return 0
+    meta["representation"] = (f"FogNet encoder pretrained without labels, {info['steps']} "
+                              f"steps of {info['batch_size']} pairs")
+    meta["representation_info"] = info
+    training = {k: v for k, v in (("min_steps", args.min_steps),
+                                  ("max_steps", args.max_steps)) if v is not None}
+    deadline = started + args.deadline if args.deadline else float("inf")
+    args.runs.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    jobs = [{"name": n, "seed": s, "budget": args.budget, "batch": args.batch,
+             "initial": args.initial, "device": args.device, "training": training,
+             "deadline": deadline, "path": str(args.runs / f"{n}__s{s}.jsonl")}
+            for s in seeds for n in names]
+    # Order: every strategy's first seed, then the other seeds of what the goals compare,
+    # then the rest; slow runs first within each, so a deadline cuts the least.
+    jobs.sort(key=lambda j: (j["seed"] != seeds[0] and j["name"] not in KEY,
+                             j["seed"] != seeds[0], j["seed"],
+                             SLOW_FIRST.index(j["name"]) if j["name"] in SLOW_FIRST
+                             else len(SLOW_FIRST)))
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.workers, _init_worker, (data, args.threads)) as workers:
+        for res in workers.imap_unordered(run, jobs):
+            status = ("" if res["complete"] else f" FAILED: {res['error']}" if "error" in res
+                      else " (cut off by the deadline)")
+            log(f"{res['strategy']} seed {res['seed']}: {res['rounds']} rounds, final "
+                f"{res['final']:.3f}{status}")
+            report(args.out, args.runs, meta)  # after every run: a cut-off run keeps it
+    meta["wall_s"] = time.time() - started
+    print(report(args.out, args.runs, meta)["text"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
