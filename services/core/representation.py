@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import structlog
 
 from fogmap.core.events import EncoderPublished, Envelope, version_seq
 from fogmap.core.service import payloads
 from fogmap.core.sqlstore import SqliteStore
+
+log = structlog.get_logger(__name__)
 
 
 class VectorsSource(Protocol):
@@ -83,7 +86,11 @@ class NewestRepresentation:
         if self._held is None and self.source is not None:
             row = self.store.query("SELECT version, kind, uri FROM representation")
             if row:
-                self._held = Representation.load(self.source, *row[0])
+                try:
+                    self._held = Representation.load(self.source, *row[0])
+                except (OSError, ValueError, KeyError):
+                    # The artifact is gone or unreadable: work as if there were none.
+                    log.exception("representation unreadable", version=row[0][0])
         return self._held
 
     def seq(self) -> int:

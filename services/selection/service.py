@@ -91,7 +91,10 @@ class SelectionService:
                 continue
             at = self.store.query("SELECT value FROM meta WHERE key = 'registered_at'")
             if at and time.time() - float(at[0][0]) >= self.cfg.cold_start_wait_seconds:
-                await self.propose(None)
+                try:
+                    await self.propose(None)
+                except Exception:  # noqa: BLE001 - keep the loop alive, retry next tick
+                    log.exception("cold start failed")
 
     # --- handlers -----------------------------------------------------------------------
 
