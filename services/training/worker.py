@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import queue as queue_mod
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -97,7 +98,8 @@ class TrainerPool:
         return await self._call(pretrain_embed, *args,  # type: ignore[no-any-return]
                                 progress=progress)
 
-    async def _call(self, fn: Any, *args: Any, progress: trainer.Progress) -> Any:
+    async def _call(self, fn: Callable[..., Any], *args: Any,
+                    progress: trainer.Progress) -> Any:
         if not self.isolate:
             return await asyncio.to_thread(fn, *args, progress)
         loop = asyncio.get_running_loop()

@@ -276,7 +276,8 @@ async def test_annotator_page_in_headless_chromium(settings: Settings, tmp_path:
         assert token not in href and "token" not in href, href
         assert await cdp.js("document.getElementById('item-image').src.startsWith('blob:')")
         assert await cdp.js("document.getElementById('who').textContent") == "ann1 · annotator"
-        assert "random" in await cdp.js("document.getElementById('why-strategy').textContent")
+        # The cold start: typical items of the label-free (PCA) representation.
+        assert "typiclust" in await cdp.js("document.getElementById('why-strategy').textContent")
         assert await cdp.js("document.querySelectorAll('.class-button').length") == 10
         held = {t["item_id"] for t in rt.labeling.my_tasks(User("ann1", "annotator"))}
         first = str(await cdp.js(SHOWN_ITEM))
