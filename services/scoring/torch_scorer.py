@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from fogmap.core.events import version_seq
-from fogmap.scoring.model import FogNet, load_weights, to_tensor
+from fogmap.scoring.model import FogNet, channels_last, for_inference, load_weights, to_tensor
 from fogmap.scoring.port import RawScores
 
 
@@ -32,7 +32,7 @@ class TorchScorer:
         """Score with ``model`` itself (already in memory) as ``version``."""
         masks = model.dropout_masks(self.mc_samples, seed=version_seq(version))
         self._masks = masks.to(self.device)
-        self._model, self._version = model.to(self.device).eval(), version
+        self._model, self._version = for_inference(model).to(self.device), version
 
     @torch.no_grad()
     def score(self, images: np.ndarray) -> RawScores:
@@ -40,7 +40,7 @@ class TorchScorer:
             raise RuntimeError("no model loaded")
         probs, mc, emb = [], [], []
         for lo in range(0, len(images), self.batch_size):
-            x = to_tensor(images[lo:lo + self.batch_size]).to(self.device)
+            x = channels_last(to_tensor(images[lo:lo + self.batch_size]).to(self.device))
             e = self._model.embedding(x)
             probs.append(torch.softmax(self._model.head(e), -1).cpu().numpy())
             mc.append(self._model.mc_head(e, self._masks).cpu().numpy())

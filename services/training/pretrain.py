@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fogmap.scoring.model import EMBED_DIM, FogNet, to_tensor
+from fogmap.scoring.model import EMBED_DIM, FogNet, channels_last, for_inference, to_tensor
 
 Progress = Callable[[int, int], None]
 
@@ -246,14 +246,14 @@ def encoder_model(raw: bytes) -> FogNet:
 
 
 @torch.no_grad()
-def embed(images: np.ndarray, encoder: bytes | FogNet, batch: int = 1024) -> np.ndarray:
+def embed(images: np.ndarray, encoder: bytes | FogNet, batch: int = 512) -> np.ndarray:
     """The label-free embedding: (N, H, W, C) uint8 -> (N, 32) float32.
 
     ``encoder`` is :func:`pretrain` bytes, or any FogNet (a trained classifier too).
     """
     model = encoder_model(encoder) if isinstance(encoder, bytes | bytearray) else encoder
-    model.eval()
     device = next(model.parameters()).device  # a model on a GPU embeds there
-    out = [model.embedding(to_tensor(images[lo:lo + batch]).to(device)).cpu().numpy()
-           for lo in range(0, len(images), batch)]
+    model = for_inference(model)
+    out = [model.embedding(channels_last(to_tensor(images[lo:lo + batch]).to(device)))
+           .cpu().numpy() for lo in range(0, len(images), batch)]
     return np.concatenate(out) if out else np.zeros((0, EMBED_DIM), np.float32)

@@ -153,9 +153,14 @@ class Pool:
 
 
 def score(model: Any, images: np.ndarray, version: str, device: str) -> Pool:
+    import torch
+
+    from fogmap.core.settings import ScoringSettings
     from fogmap.scoring.torch_scorer import TorchScorer
 
-    scorer = TorchScorer(mc_samples=20, batch_size=4096, threads=1, device=device)
+    cfg = ScoringSettings()  # the service's batch, except on a GPU, where bigger is faster
+    scorer = TorchScorer(mc_samples=cfg.mc_samples, threads=torch.get_num_threads(),
+                         batch_size=4096 if device != "cpu" else cfg.batch_size, device=device)
     scorer.use(version, model)
     raw = scorer.score(images)
     return Pool(raw.probs, raw.mc, raw.embedding)
