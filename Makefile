@@ -24,8 +24,13 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The label-efficiency benchmark (hours on 2 cores; see its docstring for a GPU run and
+# quick checks), e.g. make bench BENCH_ARGS="--pool 3000 --budget 60 --seeds 0".
+BENCH_ARGS ?= --out out/efficiency
 bench: install
-	$(BIN)/python -m pytest -q tests/benchmarks -p no:randomly -s
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q --no-deps 'baal==2.1.0'
+	$(BIN)/python tests/benchmarks/bench_label_efficiency.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check services tests

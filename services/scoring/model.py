@@ -68,11 +68,13 @@ def for_inference(model: FogNet) -> FogNet:
     layers, fused = list(fast.features), []
     while layers:
         layer = layers.pop(0)
-        if isinstance(layer, nn.Conv2d) and layers and isinstance(layers[0], nn.BatchNorm2d):
-            layer = fuse_conv_bn_eval(layer, layers.pop(0))
+        norm = layers[0] if layers else None
+        if isinstance(layer, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+            layer = fuse_conv_bn_eval(layer, norm)
+            layers.pop(0)
         fused.append(layer)
     fast.features = nn.Sequential(*fused)
-    return fast.to(memory_format=torch.channels_last)
+    return fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:

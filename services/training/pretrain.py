@@ -251,7 +251,7 @@ def embed(images: np.ndarray, encoder: bytes | FogNet, batch: int = 512) -> np.n
 
     ``encoder`` is :func:`pretrain` bytes, or any FogNet (a trained classifier too).
     """
-    model = encoder_model(encoder) if isinstance(encoder, bytes | bytearray) else encoder
+    model = encoder_model(bytes(encoder)) if isinstance(encoder, bytes | bytearray) else encoder
     device = next(model.parameters()).device  # a model on a GPU embeds there
     model = for_inference(model)
     out = [model.embedding(channels_last(to_tensor(images[lo:lo + batch]).to(device)))
