@@ -63,6 +63,7 @@ def spawn_up(data_dir: Path, api: int, dash: int, **env_extra: str
     env = {**os.environ, "FOGMAP_ADMIN_TOKEN": TOKEN, "FOGMAP_PROGRESS": "false",
            "FOGMAP_TRAINING__EVERY_N_LABELS": "15", "FOGMAP_TRAINING__EVERY_SECONDS": "0",
            "FOGMAP_TRAINING__MAX_STEPS": "200", "FOGMAP_SELECTION__BATCH_SIZE": "30",
+           "FOGMAP_TRAINING__PRETRAIN_SECONDS": "5",  # pretrain, but never hold up a test
            "FOGMAP_SELECTION__INITIAL": "40", "FOGMAP_SCORING__MC_SAMPLES": "8",
            "FOGMAP_LOG_LEVEL": "WARNING", **env_extra}
     return subprocess.Popen(

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import queue as queue_mod
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,12 +30,25 @@ Pretrained = tuple[np.ndarray, int, float]  # (N, 32) vectors, steps, seconds
 _progress: Any = None  # the child's end of the progress queue
 
 
-def _init(progress_queue: Any, threads: int) -> None:
+def _init(progress_queue: Any, threads: int, parent: int) -> None:
+    global _progress
+    # Watch first: the parent may die while this child is still importing torch.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True,
+                     name="parent-watch").start()
     import torch
 
-    global _progress
     _progress = progress_queue
     torch.set_num_threads(threads)
+
+
+def _exit_with(parent: int, every: float = 1.0) -> None:
+    """End the child once ``parent`` (its creator's pid) is gone. A SIGKILLed ``fogmap
+    up`` (the OOM killer, the fault test) cannot shut its pool down, and the orphan would
+    hold memory forever; the kernel re-parents it, so the parent id changes. The pid is
+    passed in rather than read here: the parent may already be gone when this runs."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(0)
 
 
 def _reporter(report: trainer.Progress | None) -> trainer.Progress:
@@ -87,7 +103,8 @@ class TrainerPool:
             ctx = mp.get_context("spawn")  # never fork a process that holds threads
             self._queue = ctx.Queue()
             self._pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init,
-                                             initargs=(self._queue, self.threads))
+                                             initargs=(self._queue, self.threads,
+                                                       os.getpid()))
         return self._pool
 
     async def fit(self, *args: Any, progress: trainer.Progress) -> Fitted:

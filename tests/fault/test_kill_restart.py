@@ -52,6 +52,19 @@ def rows(db: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_sigkill_mid_labeling_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
@@ -70,8 +83,13 @@ async def test_sigkill_mid_labeling_loses_nothing_and_doubles_nothing(tmp_path: 
         workers = [asyncio.create_task(label_some(url, t, f"a{i}", acked, 10**6))
                    for i, t in enumerate(tokens)]
         await until(lambda: len(acked) >= 25, 60, what="labels before the kill")
+        children = children_of(proc.pid)  # the training child (and the resource tracker)
+        assert children, "expected the training child by now"
         os.kill(proc.pid, signal.SIGKILL)  # mid-labeling: requests are in flight
         proc.wait(10)
+        # no orphan: the training child notices its parent is gone and exits
+        await until(lambda: not any(Path(f"/proc/{c}").exists() for c in children), 15,
+                    what="the killed process's children to exit")
         await asyncio.gather(*workers)
         before = len(acked)
 
