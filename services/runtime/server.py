@@ -8,9 +8,9 @@ dashboard ever waits for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
+import threading
 
 import structlog
 import uvicorn
@@ -31,9 +31,10 @@ async def serve(settings: Settings, dataset: str | None, ready: asyncio.Event | 
     runtime = bootstrap(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+    if threading.current_thread() is threading.main_thread() and sys.platform != "win32":
+        for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    # Elsewhere (a test serving from a thread, Windows) the caller stops it by cancelling.
     await runtime.start()
     api = uvicorn.Server(uvicorn.Config(create_app(runtime), host=settings.host,
                                         port=settings.api_port, log_level="warning",
@@ -54,8 +55,10 @@ async def serve(settings: Settings, dataset: str | None, ready: asyncio.Event | 
         await asyncio.wait({stop_wait, api_task}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         api.should_exit = True
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.wait_for(api_task, 5)
+        except Exception:  # noqa: BLE001 - shut the rest down regardless, but say why
+            log.exception("the API did not stop cleanly")
         stop_dashboard(dashboard)
         await runtime.stop()
         log.info("stopped")
