@@ -1,7 +1,9 @@
 """Label efficiency: every fogmap strategy against random and two peer libraries.
 
-One invocation runs, on Fashion-MNIST (``--data``; the pool is every image with
-``is_test`` False, 60k, and accuracy is measured on all 10k ``is_test`` images):
+One invocation runs, on Fashion-MNIST (the pool is every image with ``is_test`` False,
+60k, and accuracy is measured on all 10k ``is_test`` images; ``--data`` takes any data
+set ``fogmap`` ingests instead, e.g. ``digits``, scikit-learn's bundled 8x8 digits with
+fogmap's seeded, stratified 20% held out):
 
 * ``random`` and every other fogmap strategy (:data:`fogmap.selection.strategies.STRATEGIES`);
 * baal 2.1 (``baal.active.heuristics``): ``baal-bald`` and ``baal-batchbald``, both on
@@ -47,11 +49,16 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
         --budget 60 --seeds 0 --min-steps 30 --max-steps 30 --pretrain-steps 20
     # one full round at 1,000 labels on this machine (issue 3's < 30 s), 3 repeats:
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --round-speed 3
+    # the same defaults on another image set (1,438-image pool, 359 held out):
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --data digits \\
+        --strategies auto,random,skal-badge --budget 300 --out out/digits
     # tables again from the runs already written:
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only --out ...
 
-On 2 CPU cores one run takes ~10 minutes (the retrains dominate), so the full
-17 x 3-run benchmark is a GPU job; see the README for the figures and where they ran.
+On 2 CPU cores, two runs at a time with one thread each (``--workers 2 --threads 1``),
+a run takes ~15 minutes (~18 s a round; retraining and scoring the pool dominate), so
+the full 17 x 3-run benchmark (~6.5 hours there) is a GPU job; see the README for the
+figures and where they ran.
 """
 
 from __future__ import annotations
@@ -105,13 +112,16 @@ class Data:
     classes: int
 
 
-def load(path: Path, pool: int | None, test: int | None) -> tuple[np.ndarray, ...]:
-    """(pool images, pool labels, test images, test labels); the first ``pool``/``test``
-    of a seeded permutation when given (quick runs), else all."""
-    d = np.load(path)
-    images, labels, is_test = d["images"], d["labels"].astype(np.int64), d["is_test"]
-    if images.ndim == 3:
-        images = images[..., None]
+def load(spec: str, pool: int | None, test: int | None) -> tuple[np.ndarray, ...]:
+    """(pool images, pool labels, test images, test labels) of any data set ``fogmap``
+    ingests (``digits``, a ``.npz``, a folder; :func:`fogmap.catalog.datasets.load`); the
+    first ``pool``/``test`` of a seeded permutation when given (quick runs), else all."""
+    from fogmap.catalog.datasets import load as load_dataset
+
+    d = load_dataset(spec)
+    if d.labels is None:
+        raise SystemExit(f"{spec}: the benchmark needs labels (it plays the annotator)")
+    images, labels, is_test = d.images, d.labels, d.is_test
     rng = np.random.default_rng(1234)
     p, t = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     if pool:
@@ -359,7 +369,8 @@ def summarize(rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
             "aubc": float(curves.mean()), "aubc_per_seed": curves.mean(1).tolist(),
             **{f"labels_to_{int(t * 100)}": first_reaching(labels, mean, t)
                for t in THRESHOLDS},
-            **{f"acc_at_{c}": float(np.interp(c, labels, mean)) for c in CHECKPOINTS},
+            **{f"acc_at_{c}": float(np.interp(c, labels, mean)) if c <= labels[-1] else None
+               for c in CHECKPOINTS},  # none past the budget (a --budget 300 run)
             "s_per_round": statistics.median(per_round) if per_round else None,
             "select_s": statistics.median(r["select_s"] for run in complete for r in run
                                           if "select_s" in r) if per_round else None,
@@ -477,7 +488,9 @@ def round_speed(data: Data, args: argparse.Namespace) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", default=str(DATA),
+                    help="digits, an .npz or a folder, as fogmap ingests (default: "
+                    "Fashion-MNIST)")
     ap.add_argument("--out", type=Path, default=Path("out/efficiency"))
     ap.add_argument("--strategies", default="all",
                     help="comma-separated names, 'fogmap', 'peers' or 'all'")
