@@ -41,9 +41,20 @@ benchmark keeps what it measured) under ``--out``.
 Run from the repository root (``make bench`` installs the ``bench`` extra first)::
 
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --out out/efficiency
-    # on a GPU machine, 15 runs at a time, stopping new rounds after 9 minutes:
-    python tests/benchmarks/bench_label_efficiency.py --device cuda --workers 15 \\
-        --deadline 540 --pretrain-steps 3000 --out out/efficiency
+    # on a GPU machine, 16 runs at a time, stopping new rounds after 9 minutes and
+    # starting none after 4 (start CUDA MPS first: `nvidia-cuda-mps-control -d`; the runs'
+    # small kernels then share the GPU instead of taking turns, ~3.5 s a round):
+    python tests/benchmarks/bench_label_efficiency.py --device cuda --workers 16 \\
+        --threads 1 --deadline 500 --start-by 240 --encoder enc.bin --order given \\
+        --out out/efficiency
+    # complete a table: given runs only; then take two of them on to 1,300 labels
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
+        --jobs auto:0,auto:1,baal-batchbald:2 --order given --workers 2 --threads 1 --out D
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
+        --jobs auto:0,auto:1 --resume --budget 1300 --workers 2 --threads 1 --out D
+    # random's curve past the budget (one random subset per seed and size):
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
+        --random-sizes 1000,1400,2000 --out D
     # a quick check of the whole pipeline (small pool, short training):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --pool 3000 \\
         --budget 60 --seeds 0 --min-steps 30 --max-steps 30 --pretrain-steps 20
@@ -57,7 +68,8 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
 
 On 2 CPU cores, two runs at a time with one thread each (``--workers 2 --threads 1``),
 a run takes ~15 minutes (~18 s a round; retraining and scoring the pool dominate), so
-the full 17 x 3-run benchmark (~6.5 hours there) is a GPU job; see the README for the
+the full 17 x 3-run benchmark (~6.5 hours there) is a GPU job: one H100 under MPS ran 31
+of those runs in 9 minutes, 16 at a time (~3.5 s a round); see the README for the
 figures and where they ran.
 """
 
@@ -279,6 +291,23 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                 "final": float("nan"), "complete": False, "error": repr(exc)}
 
 
+def resumed(path: Path) -> list[dict[str, Any]]:
+    """The rounds of an earlier run that recorded its picks, up to its last selection: the
+    round after it (the final one, or one a deadline cut) is trained again, then the run
+    goes on, as if it had been started with the larger budget."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    kept = []
+    for i, row in enumerate(rows):
+        if row["round"] != i:
+            raise RuntimeError(f"{path}: round {row['round']} in line {i + 1}")
+        if "picked" not in row:
+            if "select_s" in row:  # selected, but written before picks were recorded
+                raise RuntimeError(f"{path} did not record its picks: it cannot be resumed")
+            break
+        kept.append(row)
+    return kept
+
+
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """One strategy, one seed: rounds until the budget (or the deadline); a line per round
     to ``job['path']``. Returns the run's summary."""
@@ -292,14 +321,17 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     name, seed, budget, k, device = (job[x] for x in ("name", "seed", "budget", "batch",
                                                        "device"))
     cfg = TrainingSettings(**job["training"])
-    if time.time() > job["deadline"]:  # would not finish: leave the device to the others
+    if time.time() > min(job["deadline"], job["start_by"]):  # would not finish: leave the
+        # device to the runs under way
         return {"strategy": name, "seed": seed, "rounds": 0, "final": float("nan"),
                 "complete": False}
     n = len(data.pool)
     labeled = np.random.default_rng(seed).choice(n, job["initial"], replace=False)
-    rounds: list[dict[str, Any]] = []
     path = Path(job["path"])
-    path.write_text("")
+    rounds = resumed(path) if job["resume"] and path.exists() else []
+    labeled = np.concatenate([labeled, np.array([i for r in rounds for i in r["picked"]],
+                                                dtype=labeled.dtype)])
+    path.write_text("".join(json.dumps(r) + "\n" for r in rounds))
     while True:
         r = len(rounds)
         t0 = time.perf_counter()
@@ -324,7 +356,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             if len(set(picks.tolist())) != take or mask[picks].sum() != take:
                 raise RuntimeError(f"{name} picked {picks}: not {take} distinct unlabeled")
             labeled = np.concatenate([labeled, picks])
-            row.update(score_s=t2 - t1, select_s=time.perf_counter() - t2)
+            row.update(score_s=t2 - t1, select_s=time.perf_counter() - t2,
+                       picked=picks.tolist())  # pool indices: the run can be audited
         rounds.append(row)
         with path.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -348,7 +381,7 @@ def first_reaching(labels: np.ndarray, acc: np.ndarray, threshold: float) -> int
 def summarize(rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
     """Per strategy: the table's figures from the per-round lines of complete runs."""
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in (r for r in rows if r["labels"] <= budget):  # a run taken past it: its start
         runs.setdefault((row["strategy"], row["seed"]), []).append(row)
     out: dict[str, Any] = {}
     for name in dict.fromkeys(r["strategy"] for r in rows):
@@ -483,6 +516,36 @@ def round_speed(data: Data, args: argparse.Namespace) -> None:
                       "device": args.device, "repeats": args.round_speed, "median_s": med}))
 
 
+def random_curve(data: Data, args: argparse.Namespace, cfg: Any) -> None:
+    """Held-out accuracy of the model trained on N random labels (N in --random-sizes),
+    per seed; the labeled set of the loop's ``random`` at N is such a subset too. Prints
+    the seed means and writes them, with every model's accuracy, to OUT/random-curve.json."""
+    import torch
+
+    from fogmap.training import trainer
+
+    torch.set_num_threads(args.threads)
+    sizes = [int(x) for x in args.random_sizes.split(",")]
+    seeds = [int(x) for x in args.seeds.split(",")]
+    acc: dict[int, list[float]] = {size: [] for size in sizes}
+    for seed in seeds:
+        order = np.random.default_rng(seed).permutation(len(data.pool))
+        for size in sizes:
+            take = order[:size]
+            model = trainer.train(data.pool[take], data.pool_labels[take], data.classes,
+                                  cfg, seed=seed * 100_000 + size,
+                                  device=args.device)
+            a = float((trainer.predict(model, data.test).argmax(1) == data.test_labels)
+                      .mean())
+            acc[size].append(a)
+            log(f"random, seed {seed}, {size} labels: {a:.4f}")
+    out = {"seeds": seeds, "sizes": sizes, "accuracy": {str(k): v for k, v in acc.items()},
+           "mean": {str(k): statistics.fmean(v) for k, v in acc.items()}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "random-curve.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out["mean"]))
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -495,6 +558,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--strategies", default="all",
                     help="comma-separated names, 'fogmap', 'peers' or 'all'")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--jobs", help="comma-separated strategy:seed runs instead of every "
+                    "strategy with every seed (to complete a table), e.g. auto:3,random:3")
     ap.add_argument("--initial", type=int, default=20)
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--budget", type=int, default=1000)
@@ -506,6 +571,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="torch threads per run (default: cores / workers)")
     ap.add_argument("--deadline", type=float, default=0,
                     help="seconds after which no run starts another round (0: none)")
+    ap.add_argument("--start-by", type=float, default=0,
+                    help="seconds after which no new run starts (0: until the deadline)")
+    ap.add_argument("--order", choices=("goals", "given"), default="goals",
+                    help="goals: every strategy's first seed, then the other seeds of "
+                    "random, auto and the peers, then the rest; given: strategy by strategy "
+                    "in the order of --strategies, each with all its seeds")
+    ap.add_argument("--resume", action="store_true",
+                    help="go on from the runs already in the runs folder (those that "
+                    "recorded their picks), e.g. to a larger --budget")
+    ap.add_argument("--random-sizes", metavar="N,N,...",
+                    help="only the random baseline's accuracy at these label counts (one "
+                    "random subset per seed and size, trained once): random's curve past "
+                    "the budget, without 20-label rounds")
     ap.add_argument("--min-steps", type=int, help="override TrainingSettings.min_steps")
     ap.add_argument("--max-steps", type=int, help="override TrainingSettings.max_steps")
     ap.add_argument("--encoder", help="encoder file: read if it exists, else written")
@@ -523,11 +601,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fogmap.core.settings import TrainingSettings
+
     args = parse(argv)
     started = time.time()
     names = {"fogmap": fogmap_strategies(), "peers": list(PEERS),
              "all": fogmap_strategies() + list(PEERS)}.get(args.strategies)
     names = names or [n.strip() for n in args.strategies.split(",") if n.strip()]
+    pairs = [j.strip().rsplit(":", 1) for j in (args.jobs or "").split(",") if j.strip()]
+    if any(len(p) != 2 or not p[1].isdigit() for p in pairs):
+        raise SystemExit(f"--jobs takes strategy:seed pairs, got {args.jobs!r}")
+    names = list(dict.fromkeys(p[0] for p in pairs)) if pairs else names
     unknown = set(names) - set(fogmap_strategies()) - set(PEERS)
     if unknown:
         raise SystemExit(f"unknown strategies {sorted(unknown)}; known: "
@@ -541,35 +625,45 @@ def main(argv: list[str] | None = None) -> int:
         print(report(args.out, args.runs, {**old, "budget": args.budget})["text"])
         return 0
     pool, pool_labels, test, test_labels = load(args.data, args.pool, args.test)
-    log(f"pool {len(pool)}, test {len(test)}; {len(names)} strategies x seeds {args.seeds}")
+    log(f"pool {len(pool)}, test {len(test)}; " + (f"runs {args.jobs}" if pairs else
+                                                     f"{len(names)} strategies x seeds "
+                                                     f"{args.seeds}"))
     rep, info = representation(pool, args)
     data = Data(pool, pool_labels, test, test_labels, rep.astype(np.float32),
                 int(max(pool_labels.max(), test_labels.max()) + 1))
     if args.round_speed:
         round_speed(data, args)
         return 0
+    training = {k: v for k, v in (("min_steps", args.min_steps),
+                                  ("max_steps", args.max_steps)) if v is not None}
+    if args.random_sizes:
+        random_curve(data, args, TrainingSettings(**training))
+        return 0
     meta["representation"] = (f"FogNet encoder pretrained without labels, {info['steps']} "
                               f"steps of {info['batch_size']} pairs")
     meta["representation_info"] = info
-    training = {k: v for k, v in (("min_steps", args.min_steps),
-                                  ("max_steps", args.max_steps)) if v is not None}
     deadline = started + args.deadline if args.deadline else float("inf")
+    start_by = started + args.start_by if args.start_by else float("inf")
     args.runs.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     jobs = [{"name": n, "seed": s, "budget": args.budget, "batch": args.batch,
              "initial": args.initial, "device": args.device, "training": training,
-             "deadline": deadline, "path": str(args.runs / f"{n}__s{s}.jsonl")}
-            for s in seeds for n in names]
-    # Order: every strategy's first seed, then the other seeds of what the goals compare,
-    # then the rest; slow runs first within each, so a deadline cuts the least.
-    jobs.sort(key=lambda j: (j["seed"] != seeds[0] and j["name"] not in KEY,
-                             j["seed"] != seeds[0], j["seed"],
-                             SLOW_FIRST.index(j["name"]) if j["name"] in SLOW_FIRST
-                             else len(SLOW_FIRST)))
+             "deadline": deadline, "start_by": start_by, "resume": args.resume,
+             "path": str(args.runs / f"{n}__s{s}.jsonl")}
+            for n, s in ([(n, int(s)) for n, s in pairs] if pairs else
+                         [(n, s) for n in names for s in seeds])]
+    if args.order == "goals":
+        # Every strategy's first seed, then the other seeds of what the goals compare, then
+        # the rest; slow runs first within each, so a deadline cuts the least.
+        jobs.sort(key=lambda j: (j["seed"] != seeds[0] and j["name"] not in KEY,
+                                 j["seed"] != seeds[0], j["seed"],
+                                 SLOW_FIRST.index(j["name"]) if j["name"] in SLOW_FIRST
+                                 else len(SLOW_FIRST)))
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.workers, _init_worker, (data, args.threads)) as workers:
         for res in workers.imap_unordered(run, jobs):
             status = ("" if res["complete"] else f" FAILED: {res['error']}" if "error" in res
+                      else " (not started: too late to finish)" if not res["rounds"]
                       else " (cut off by the deadline)")
             log(f"{res['strategy']} seed {res['seed']}: {res['rounds']} rounds, final "
                 f"{res['final']:.3f}{status}")
