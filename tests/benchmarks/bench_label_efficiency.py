@@ -625,9 +625,10 @@ def main(argv: list[str] | None = None) -> int:
         print(report(args.out, args.runs, {**old, "budget": args.budget})["text"])
         return 0
     pool, pool_labels, test, test_labels = load(args.data, args.pool, args.test)
-    log(f"pool {len(pool)}, test {len(test)}; " + (f"runs {args.jobs}" if pairs else
-                                                     f"{len(names)} strategies x seeds "
-                                                     f"{args.seeds}"))
+    log(f"pool {len(pool)}, test {len(test)}; " + (
+        f"random at {args.random_sizes} labels, seeds {args.seeds}" if args.random_sizes
+        else f"runs {args.jobs}" if pairs else
+        f"{len(names)} strategies x seeds {args.seeds}"))
     rep, info = representation(pool, args)
     data = Data(pool, pool_labels, test, test_labels, rep.astype(np.float32),
                 int(max(pool_labels.max(), test_labels.max()) + 1))
