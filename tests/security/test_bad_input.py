@@ -1,14 +1,15 @@
 """Bad input gets a clear 4xx and changes nothing.
 
 Unknown item, unknown class, missing or wrong token, another annotator's task, an
-oversized or non-image upload, a malformed event; the label count and the bus log are
-checked unchanged after each.
+oversized or non-image upload, a malformed event; the label count and every bus event a
+request can cause are checked unchanged after them.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,17 @@ from fogmap.core.events import DriftAlert, LabelSubmitted, wrap
 from fogmap.core.settings import Settings
 from tests.conftest import until
 from tests.stack import running_stack
+
+REACHABLE = ("fogmap.labels", "fogmap.images", "fogmap.tasks", "fogmap.alerts")
+
+
+def reachable_events(bus: Any) -> list[str]:
+    """Ids of the events a request could cause: labels, uploads, task changes and alerts,
+    less lease expiry. The pipeline's own output (predictions, projections, models,
+    proposals) goes on meanwhile: on a loaded machine one such step published an event per
+    pool item (1,438) in the middle of the refusals, which is no request's doing."""
+    bodies = [json.loads(body) for topic in REACHABLE for _, body in bus.read(topic, 0, 10**6)]
+    return [e["id"] for e in bodies if e["type"] != "fogmap.task.expired"]
 
 
 def png(size: int = 16) -> bytes:
@@ -39,7 +51,7 @@ async def test_bad_input_is_refused_and_changes_nothing(settings: Settings) -> N
             [task] = (await http.post("/api/tasks/next", json={"n": 1}, headers=alice)).json()
             await until(lambda: rt.labeling.stats()["outbox_pending"] == 0, 10)
             before_labels = rt.labeling.stats()["labels"]
-            before_bus = rt.bus.count()
+            before_bus = reachable_events(rt.bus)
 
             async def refused(method: str, url: str, status: int, **kw) -> dict:  # type: ignore[no-untyped-def]
                 r = await http.request(method, url, **kw)
@@ -108,7 +120,7 @@ async def test_bad_input_is_refused_and_changes_nothing(settings: Settings) -> N
                           headers=alice)
 
             assert rt.labeling.stats()["labels"] == before_labels
-            assert rt.bus.count() == before_bus, "a refused request published something"
+            assert reachable_events(rt.bus) == before_bus, "a refused request published"
 
             # and the legitimate paths still work
             r = await http.post(f"/api/tasks/{task['task_id']}/label", json=label,
