@@ -291,6 +291,13 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                 "final": float("nan"), "complete": False, "error": repr(exc)}
 
 
+def accuracy(model: Any, data: Data) -> float:
+    """Held-out accuracy of a trained network."""
+    from fogmap.training import trainer
+
+    return float((trainer.predict(model, data.test).argmax(1) == data.test_labels).mean())
+
+
 def resumed(path: Path) -> list[dict[str, Any]]:
     """The rounds of an earlier run that recorded its picks, up to its last selection: the
     round after it (the final one, or one a deadline cut) is trained again, then the run
@@ -321,8 +328,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     name, seed, budget, k, device = (job[x] for x in ("name", "seed", "budget", "batch",
                                                        "device"))
     cfg = TrainingSettings(**job["training"])
-    if time.time() > min(job["deadline"], job["start_by"]):  # would not finish: leave the
-        # device to the runs under way
+    if time.time() > job["start_by"]:  # would not finish: leave the device to the others
         return {"strategy": name, "seed": seed, "rounds": 0, "final": float("nan"),
                 "complete": False}
     n = len(data.pool)
@@ -337,7 +343,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         model = trainer.train(data.pool[labeled], data.pool_labels[labeled], data.classes,
                               cfg, seed=seed * 1000 + r, device=device)
-        acc = float((trainer.predict(model, data.test).argmax(1) == data.test_labels).mean())
+        acc = accuracy(model, data)
         t1 = time.perf_counter()
         row: dict[str, Any] = {"strategy": name, "seed": seed, "round": r,
                                "labels": int(len(labeled)), "accuracy": acc,
@@ -535,8 +541,7 @@ def random_curve(data: Data, args: argparse.Namespace, cfg: Any) -> None:
             model = trainer.train(data.pool[take], data.pool_labels[take], data.classes,
                                   cfg, seed=seed * 100_000 + size,
                                   device=args.device)
-            a = float((trainer.predict(model, data.test).argmax(1) == data.test_labels)
-                      .mean())
+            a = accuracy(model, data)
             acc[size].append(a)
             log(f"random, seed {seed}, {size} labels: {a:.4f}")
     out = {"seeds": seeds, "sizes": sizes, "accuracy": {str(k): v for k, v in acc.items()},
@@ -644,15 +649,14 @@ def main(argv: list[str] | None = None) -> int:
                               f"steps of {info['batch_size']} pairs")
     meta["representation_info"] = info
     deadline = started + args.deadline if args.deadline else float("inf")
-    start_by = started + args.start_by if args.start_by else float("inf")
+    start_by = min(deadline, started + args.start_by if args.start_by else float("inf"))
     args.runs.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
+    wanted = [(n, int(s)) for n, s in pairs] or [(n, s) for n in names for s in seeds]
     jobs = [{"name": n, "seed": s, "budget": args.budget, "batch": args.batch,
              "initial": args.initial, "device": args.device, "training": training,
              "deadline": deadline, "start_by": start_by, "resume": args.resume,
-             "path": str(args.runs / f"{n}__s{s}.jsonl")}
-            for n, s in ([(n, int(s)) for n, s in pairs] if pairs else
-                         [(n, s) for n in names for s in seeds])]
+             "path": str(args.runs / f"{n}__s{s}.jsonl")} for n, s in wanted]
     if args.order == "goals":
         # Every strategy's first seed, then the other seeds of what the goals compare, then
         # the rest; slow runs first within each, so a deadline cuts the least.

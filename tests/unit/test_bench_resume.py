@@ -15,11 +15,12 @@ QUICK = ["--data", "digits", "--pool", "400", "--test", "100", "--pretrain-steps
          "--jobs", "auto:1,random:0"]
 
 
-def bench(out: Path, *args: str) -> None:
+def bench(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([sys.executable, str(BENCH), *QUICK, "--encoder",
                            str(out.parent / "enc.bin"), "--out", str(out), *args],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
 
 
 def rounds(out: Path, name: str) -> list[dict]:
@@ -47,9 +48,7 @@ def test_a_run_that_did_not_record_its_picks_is_not_resumed(tmp_path: Path) -> N
     old = {"strategy": "random", "seed": 0, "labels": 20, "accuracy": 0.5, "train_s": 1.0,
            "score_s": 1.0, "select_s": 0.1}
     (runs / "random__s0.jsonl").write_text(json.dumps({**old, "round": 0}) + "\n")
-    done = subprocess.run([sys.executable, str(BENCH), *QUICK, "--jobs", "random:0",
-                           "--budget", "60", "--resume", "--out", str(tmp_path / "old")],
-                          capture_output=True, text=True, timeout=300)
+    done = bench(tmp_path / "old", "--jobs", "random:0", "--budget", "60", "--resume")
     assert "did not record its picks" in done.stdout + done.stderr
     assert json.loads((runs / "random__s0.jsonl").read_text().splitlines()[0]) == {
         **old, "round": 0}  # left as it was
