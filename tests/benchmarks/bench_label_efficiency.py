@@ -55,6 +55,12 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
     # random's curve past the budget (one random subset per seed and size):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
         --random-sizes 1000,1400,2000 --out D
+    # another training recipe on the labeled sets recorded runs had (the default recipe
+    # gives back the recorded accuracies) and on --random-sizes' subsets:
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py \\
+        --refit-from docs/bench/label-efficiency-full.json \\
+        --refit auto:0:860,auto:1:860,subset:0:1700 \\
+        --recipes default,epochs=120+max_steps=3000 --workers 2 --threads 1 --out D
     # a quick check of the whole pipeline (small pool, short training):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --pool 3000 \\
         --budget 60 --seeds 0 --min-steps 30 --max-steps 30 --pretrain-steps 20
@@ -522,6 +528,11 @@ def round_speed(data: Data, args: argparse.Namespace) -> None:
                       "device": args.device, "repeats": args.round_speed, "median_s": med}))
 
 
+def random_subset(n: int, seed: int, size: int) -> np.ndarray:
+    """--random-sizes' labeled set (size,) of ``seed``: nested across sizes."""
+    return np.random.default_rng(seed).permutation(n)[:size]
+
+
 def random_curve(data: Data, args: argparse.Namespace, cfg: Any) -> None:
     """Held-out accuracy of the model trained on N random labels (N in --random-sizes),
     per seed; the labeled set of the loop's ``random`` at N is such a subset too. Prints
@@ -535,9 +546,8 @@ def random_curve(data: Data, args: argparse.Namespace, cfg: Any) -> None:
     seeds = [int(x) for x in args.seeds.split(",")]
     acc: dict[int, list[float]] = {size: [] for size in sizes}
     for seed in seeds:
-        order = np.random.default_rng(seed).permutation(len(data.pool))
         for size in sizes:
-            take = order[:size]
+            take = random_subset(len(data.pool), seed, size)
             model = trainer.train(data.pool[take], data.pool_labels[take], data.classes,
                                   cfg, seed=seed * 100_000 + size,
                                   device=args.device)
@@ -549,6 +559,127 @@ def random_curve(data: Data, args: argparse.Namespace, cfg: Any) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "random-curve.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out["mean"]))
+
+
+# --- the recipe on fixed labeled sets -----------------------------------------------------
+
+
+def recorded_rounds(source: Path) -> list[dict[str, Any]]:
+    """Per-round lines with picks: a runs folder of ``.jsonl`` files, or a report JSON
+    (its ``rounds`` and any ``meta.extra_seeds.rounds``)."""
+    if source.is_dir():
+        return [json.loads(line) for p in sorted(source.glob("*.jsonl"))
+                for line in p.read_text().splitlines() if line.strip()]
+    blob = json.loads(source.read_text())
+    return blob["rounds"] + blob["meta"].get("extra_seeds", {}).get("rounds", [])
+
+
+def labeled_set(spec: str, rows: list[dict[str, Any]], n: int, initial: int
+                ) -> tuple[np.ndarray, int]:
+    """(labeled pool indices, training seed) of ``strategy:seed:labels``.
+
+    ``subset:S:N`` is --random-sizes' subset with its seed; any other strategy is that
+    run's labeled set when it had N labels (its initial labels and the picks before),
+    with the seed the run trained that round with, so the default recipe gives back the
+    recorded accuracy."""
+    try:
+        name, seed_s, size_s = spec.strip().rsplit(":", 2)
+        seed, size = int(seed_s), int(size_s)
+    except ValueError:
+        raise SystemExit(f"--refit takes strategy:seed:labels, got {spec!r}") from None
+    if name == "subset":
+        return random_subset(n, seed, size), seed * 100_000 + size
+    run = sorted((r for r in rows if r["strategy"] == name and r["seed"] == seed),
+                 key=lambda r: r["round"])
+    at = [r for r in run if r["labels"] == size]
+    if not at:
+        raise SystemExit(f"--refit {spec}: no round of {name} seed {seed} had {size} "
+                         f"labels (recorded: {[r['labels'] for r in run] or 'no run'})")
+    before = [r["picked"] for r in run if r["round"] < at[0]["round"]]
+    labeled = np.concatenate([np.random.default_rng(seed).choice(n, initial, replace=False),
+                              np.array([i for p in before for i in p], dtype=int)])
+    return labeled, seed * 1000 + at[0]["round"]
+
+
+def recipe(text: str) -> dict[str, Any]:
+    """``default`` or ``field=value+field=value`` (TrainingSettings fields, JSON values)
+    -> the overrides, checked: an unknown field or a bad value stops the run."""
+    from pydantic import ValidationError
+
+    from fogmap.core.settings import TrainingSettings
+
+    if text == "default":
+        return {}
+    pairs = [kv.split("=", 1) for kv in text.split("+")]
+    unknown = [p[0] for p in pairs if len(p) != 2 or p[0] not in TrainingSettings.model_fields]
+    if unknown:
+        raise SystemExit(f"recipe {text!r}: {unknown} not field=value of TrainingSettings "
+                         f"({', '.join(TrainingSettings.model_fields)})")
+    try:
+        overrides = {k: json.loads(v) for k, v in pairs}
+        TrainingSettings(**overrides)
+    except (ValueError, ValidationError) as exc:
+        raise SystemExit(f"recipe {text!r}: {exc}") from None
+    return overrides
+
+
+def refit_one(job: dict[str, Any]) -> dict[str, Any]:
+    from fogmap.core.settings import TrainingSettings
+    from fogmap.training import trainer
+
+    data = _DATA
+    assert data is not None
+    idx = np.asarray(job["labeled"])
+    t0 = time.perf_counter()
+    model = trainer.train(data.pool[idx], data.pool_labels[idx], data.classes,
+                          TrainingSettings(**job["training"]), seed=job["seed"],
+                          device=job["device"])
+    return {"set": job["set"], "recipe": job["recipe"], "accuracy": accuracy(model, data),
+            "train_s": time.perf_counter() - t0}
+
+
+def refit(data: Data, args: argparse.Namespace, base: dict[str, Any]) -> None:
+    """Every --recipes recipe trained on every --refit labeled set (seeds as recorded):
+    what a different training recipe would give on the same labels, without redoing the
+    loops. Writes OUT/refit.json and OUT/refit.md (seed means per strategy and size)."""
+    rows = recorded_rounds(args.refit_from or args.runs)
+    sets = [s.strip() for s in args.refit.split(",") if s.strip()]
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    jobs = []
+    for spec in sets:
+        labeled, seed = labeled_set(spec, rows, len(data.pool), args.initial)
+        jobs += [{"set": spec, "recipe": r, "labeled": labeled.tolist(), "seed": seed,
+                  "training": {**base, **recipe(r)}, "device": args.device}
+                 for r in recipes]
+    results = []
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.workers, _init_worker, (data, args.threads)) as workers:
+        for res in workers.imap_unordered(refit_one, jobs):
+            log(f"{res['set']} {res['recipe']}: {res['accuracy']:.4f} "
+                f"({res['train_s']:.0f} s)")
+            results.append(res)
+    groups = list(dict.fromkeys(s.rsplit(":", 2)[0] + "@" + s.rsplit(":", 1)[1]
+                                for s in sets))
+
+    def mean(group: str, r: str, key: str) -> float:
+        return statistics.fmean(x[key] for x in results if x["recipe"] == r and
+                                x["set"].rsplit(":", 2)[0] + "@" + x["set"].rsplit(":", 1)[1]
+                                == group)
+
+    lines = ["| labeled set (seed mean) | " + " | ".join(recipes) + " |",
+             "|---|" + "---|" * len(recipes)]
+    lines += [f"| {g} | " + " | ".join(f"{100 * mean(g, r, 'accuracy'):.1f}"
+                                         for r in recipes) + " |" for g in groups]
+    lines.append("| train s (median) | " + " | ".join(
+        f"{statistics.median(x['train_s'] for x in results if x['recipe'] == r):.0f}"
+        for r in recipes) + " |")
+    text = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "refit.json").write_text(json.dumps(
+        {"sets": sets, "recipes": recipes, "base": base, "threads": args.threads,
+         "results": sorted(results, key=lambda x: (x["set"], x["recipe"]))}, indent=1))
+    (args.out / "refit.md").write_text(text)
+    print(text)
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -589,6 +720,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="only the random baseline's accuracy at these label counts (one "
                     "random subset per seed and size, trained once): random's curve past "
                     "the budget, without 20-label rounds")
+    ap.add_argument("--refit", metavar="STRATEGY:SEED:LABELS,...",
+                    help="only train --recipes on these labeled sets: a recorded run's "
+                    "(from --refit-from) at that many labels, or subset:SEED:N (as "
+                    "--random-sizes); e.g. auto:0:860,subset:0:1700")
+    ap.add_argument("--refit-from", type=Path, help="the recorded runs --refit reads: a "
+                    "runs folder or a report JSON (default: the runs folder)")
+    ap.add_argument("--recipes", default="default",
+                    help="for --refit: comma-separated 'default' or TrainingSettings "
+                    "overrides joined by '+', e.g. default,epochs=120+max_steps=3000")
     ap.add_argument("--min-steps", type=int, help="override TrainingSettings.min_steps")
     ap.add_argument("--max-steps", type=int, help="override TrainingSettings.max_steps")
     ap.add_argument("--encoder", help="encoder file: read if it exists, else written")
@@ -632,18 +772,23 @@ def main(argv: list[str] | None = None) -> int:
     pool, pool_labels, test, test_labels = load(args.data, args.pool, args.test)
     log(f"pool {len(pool)}, test {len(test)}; " + (
         f"random at {args.random_sizes} labels, seeds {args.seeds}" if args.random_sizes
+        else f"recipes {args.recipes} on {args.refit}" if args.refit
         else f"runs {args.jobs}" if pairs else
         f"{len(names)} strategies x seeds {args.seeds}"))
-    rep, info = representation(pool, args)
-    data = Data(pool, pool_labels, test, test_labels, rep.astype(np.float32),
-                int(max(pool_labels.max(), test_labels.max()) + 1))
-    if args.round_speed:
-        round_speed(data, args)
-        return 0
+    classes = int(max(pool_labels.max(), test_labels.max()) + 1)
     training = {k: v for k, v in (("min_steps", args.min_steps),
                                   ("max_steps", args.max_steps)) if v is not None}
-    if args.random_sizes:
-        random_curve(data, args, TrainingSettings(**training))
+    if args.random_sizes or args.refit:  # training only: no representation needed
+        data = Data(pool, pool_labels, test, test_labels, np.zeros((len(pool), 0)), classes)
+        if args.refit:
+            refit(data, args, training)
+        else:
+            random_curve(data, args, TrainingSettings(**training))
+        return 0
+    rep, info = representation(pool, args)
+    data = Data(pool, pool_labels, test, test_labels, rep.astype(np.float32), classes)
+    if args.round_speed:
+        round_speed(data, args)
         return 0
     meta["representation"] = (f"FogNet encoder pretrained without labels, {info['steps']} "
                               f"steps of {info['batch_size']} pairs")

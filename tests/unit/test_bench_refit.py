@@ -1,0 +1,64 @@
+"""The label-efficiency benchmark's --refit trains a recipe on recorded labeled sets: with
+the default recipe it must give back exactly what the loop recorded (same labels, same
+seed), so a different recipe's figures compare like for like; bad input stops it with a
+message before any training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_label_efficiency.py"
+QUICK = ["--data", "digits", "--pool", "400", "--test", "100", "--pretrain-steps", "3",
+         "--min-steps", "30", "--max-steps", "30", "--workers", "1", "--threads", "1"]
+
+
+def bench(out: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, str(BENCH), *QUICK, "--encoder",
+                           str(out.parent / "enc.bin"), "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode == 0) == ok, done.stderr[-2000:]
+    return done
+
+
+def recorded(out: Path, name: str) -> dict[int, float]:
+    lines = (out / "runs" / f"{name}.jsonl").read_text().splitlines()
+    return {r["labels"]: r["accuracy"] for r in map(json.loads, lines)}
+
+
+def test_the_default_recipe_gives_back_the_recorded_rounds(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    bench(out, "--jobs", "auto:1,random:0", "--budget", "60")
+    bench(out, "--random-sizes", "40", "--seeds", "0")
+    bench(out, "--refit", "auto:1:40,auto:1:60,random:0:20,subset:0:40",
+          "--recipes", "default,epochs=3+min_steps=5+max_steps=5")
+    res = json.loads((out / "refit.json").read_text())["results"]
+    got = {(r["set"], r["recipe"]): r["accuracy"] for r in res}
+    auto, rnd = recorded(out, "auto__s1"), recorded(out, "random__s0")
+    assert got["auto:1:40", "default"] == auto[40]
+    assert got["auto:1:60", "default"] == auto[60]
+    assert got["random:0:20", "default"] == rnd[20]
+    curve = json.loads((out / "random-curve.json").read_text())
+    assert got["subset:0:40", "default"] == curve["accuracy"]["40"][0]
+    assert 0.3 < auto[60] <= 1.0  # trained: far above chance (0.1), so equality means much
+    assert len(res) == 8 and (out / "refit.md").read_text().count("\n") == 2 + 4 + 1
+    # the other recipe trained differently (5 steps instead of 30): the figures move
+    assert got["auto:1:60", "epochs=3+min_steps=5+max_steps=5"] != auto[60]
+
+
+def test_bad_sets_and_recipes_stop_before_training(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    bench(out, "--jobs", "auto:1", "--budget", "40")
+    for args, says in [
+        (["--refit", "auto:1:50"], "no round of auto seed 1 had 50 labels"),
+        (["--refit", "auto:1"], "takes strategy:seed:labels"),
+        (["--refit", "kcenter:0:20"], "no run"),
+        (["--refit", "auto:1:40", "--recipes", "epoch=120"], "not field=value"),
+        (["--refit", "auto:1:40", "--recipes", "epochs=-1"], "greater than or equal"),
+        (["--refit", "auto:1:40", "--recipes", "epochs=many"], "recipe 'epochs=many'"),
+    ]:
+        done = bench(out, *args, ok=False)
+        assert says in done.stderr, (args, done.stderr[-800:])
+        assert not (out / "refit.json").exists()
