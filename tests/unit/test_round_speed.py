@@ -1,8 +1,9 @@
 """A round's model work stays fast: the fused inference copy scores like the model it came
 from, and a retrain at 1,000 labels plus rescoring 60k images fits issue 3's 30 s.
 
-Measured on 2 cores (``bench_label_efficiency.py --round-speed 3``): train 16.5 s, score
-60k 3.9 s, badge 0.5 s, 20.8 s a round. The assertions allow a loaded CI machine 2x.
+Measured on 2 cores (``bench_label_efficiency.py --round-speed 3 --threads 2``, median of
+3): train 17.1 s, score 60k 4.6 s, badge 0.55 s, 22.3 s a round. The assertions allow a
+loaded CI machine 2x.
 """
 
 from __future__ import annotations
