@@ -61,6 +61,9 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
         --refit-from docs/bench/label-efficiency-full.json \\
         --refit auto:0:860,auto:1:860,subset:0:1700 \\
         --recipes default,epochs=120+max_steps=3000 --workers 2 --threads 1 --out D
+    # loop runs whose every model trains with another recipe:
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
+        --jobs auto:0,auto:1 --budget 860 --training epochs=120+max_steps=3000 --out D
     # a quick check of the whole pipeline (small pool, short training):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --pool 3000 \\
         --budget 60 --seeds 0 --min-steps 30 --max-steps 30 --pretrain-steps 20
@@ -729,6 +732,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--recipes", default="default",
                     help="for --refit: comma-separated 'default' or TrainingSettings "
                     "overrides joined by '+', e.g. default,epochs=120+max_steps=3000")
+    ap.add_argument("--training", default="default", metavar="RECIPE",
+                    help="the recipe every model of this invocation trains with, as in "
+                    "--recipes (e.g. epochs=120+max_steps=3000); default: TrainingSettings()")
     ap.add_argument("--min-steps", type=int, help="override TrainingSettings.min_steps")
     ap.add_argument("--max-steps", type=int, help="override TrainingSettings.max_steps")
     ap.add_argument("--encoder", help="encoder file: read if it exists, else written")
@@ -776,8 +782,10 @@ def main(argv: list[str] | None = None) -> int:
         else f"runs {args.jobs}" if pairs else
         f"{len(names)} strategies x seeds {args.seeds}"))
     classes = int(max(pool_labels.max(), test_labels.max()) + 1)
-    training = {k: v for k, v in (("min_steps", args.min_steps),
-                                  ("max_steps", args.max_steps)) if v is not None}
+    training = {**{k: v for k, v in (("min_steps", args.min_steps),
+                                     ("max_steps", args.max_steps)) if v is not None},
+                **recipe(args.training)}
+    meta["training"] = training
     if args.random_sizes or args.refit:  # training only: no representation needed
         data = Data(pool, pool_labels, test, test_labels, np.zeros((len(pool), 0)), classes)
         if args.refit:

@@ -78,6 +78,7 @@ def test_bad_sets_and_recipes_stop_before_training(tmp_path: Path) -> None:
         (["--refit", "auto:1:40", "--recipes", "epoch=120"], "not field=value"),
         (["--refit", "auto:1:40", "--recipes", "epochs=-1"], "greater than or equal"),
         (["--refit", "auto:1:40", "--recipes", "epochs=many"], "recipe 'epochs=many'"),
+        (["--jobs", "auto:1", "--training", "epoch=120"], "not field=value"),  # loops too
     ]:
         with pytest.raises(SystemExit) as stop:
             main([*common, *args])
