@@ -324,6 +324,11 @@ def resumed(path: Path) -> list[dict[str, Any]]:
     return kept
 
 
+def initial_labels(n: int, seed: int, initial: int) -> np.ndarray:
+    """A run's random initial labeled set (initial,) of a pool of n, for its seed."""
+    return np.random.default_rng(seed).choice(n, initial, replace=False)
+
+
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """One strategy, one seed: rounds until the budget (or the deadline); a line per round
     to ``job['path']``. Returns the run's summary."""
@@ -341,7 +346,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         return {"strategy": name, "seed": seed, "rounds": 0, "final": float("nan"),
                 "complete": False}
     n = len(data.pool)
-    labeled = np.random.default_rng(seed).choice(n, job["initial"], replace=False)
+    labeled = initial_labels(n, seed, job["initial"])
     path = Path(job["path"])
     rounds = resumed(path) if job["resume"] and path.exists() else []
     labeled = np.concatenate([labeled, np.array([i for r in rounds for i in r["picked"]],
@@ -484,8 +489,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
 
 
 def report(out: Path, runs: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    rows = [json.loads(line) for p in sorted(runs.glob("*.jsonl"))
-            for line in p.read_text().splitlines() if line.strip()]
+    rows = recorded_rounds(runs)
     summary = summarize(rows, meta["budget"])
     meta = {**meta, "goals": goals(summary)}
     (out / "report.json").write_text(json.dumps({"meta": meta, "strategies": summary,
@@ -599,7 +603,7 @@ def labeled_set(spec: str, rows: list[dict[str, Any]], n: int, initial: int
         raise SystemExit(f"--refit {spec}: no round of {name} seed {seed} had {size} "
                          f"labels (recorded: {[r['labels'] for r in run] or 'no run'})")
     before = [r["picked"] for r in run if r["round"] < at[0]["round"]]
-    labeled = np.concatenate([np.random.default_rng(seed).choice(n, initial, replace=False),
+    labeled = np.concatenate([initial_labels(n, seed, initial),
                               np.array([i for p in before for i in p], dtype=int)])
     return labeled, seed * 1000 + at[0]["round"]
 
@@ -648,11 +652,12 @@ def refit(data: Data, args: argparse.Namespace, base: dict[str, Any]) -> None:
     rows = recorded_rounds(args.refit_from or args.runs)
     sets = [s.strip() for s in args.refit.split(",") if s.strip()]
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    overrides = {r: recipe(r) for r in recipes}
     jobs = []
     for spec in sets:
         labeled, seed = labeled_set(spec, rows, len(data.pool), args.initial)
         jobs += [{"set": spec, "recipe": r, "labeled": labeled.tolist(), "seed": seed,
-                  "training": {**base, **recipe(r)}, "device": args.device}
+                  "training": {**base, **overrides[r]}, "device": args.device}
                  for r in recipes]
     results = []
     ctx = mp.get_context("spawn")
@@ -661,18 +666,18 @@ def refit(data: Data, args: argparse.Namespace, base: dict[str, Any]) -> None:
             log(f"{res['set']} {res['recipe']}: {res['accuracy']:.4f} "
                 f"({res['train_s']:.0f} s)")
             results.append(res)
-    groups = list(dict.fromkeys(s.rsplit(":", 2)[0] + "@" + s.rsplit(":", 1)[1]
-                                for s in sets))
+    def group(spec: str) -> str:  # auto:0:860 -> auto@860, what the seeds are averaged over
+        name, _, size = spec.rsplit(":", 2)
+        return f"{name}@{size}"
 
-    def mean(group: str, r: str, key: str) -> float:
-        return statistics.fmean(x[key] for x in results if x["recipe"] == r and
-                                x["set"].rsplit(":", 2)[0] + "@" + x["set"].rsplit(":", 1)[1]
-                                == group)
+    def mean(g: str, r: str) -> float:
+        return statistics.fmean(x["accuracy"] for x in results
+                                if x["recipe"] == r and group(x["set"]) == g)
 
     lines = ["| labeled set (seed mean) | " + " | ".join(recipes) + " |",
              "|---|" + "---|" * len(recipes)]
-    lines += [f"| {g} | " + " | ".join(f"{100 * mean(g, r, 'accuracy'):.1f}"
-                                         for r in recipes) + " |" for g in groups]
+    lines += [f"| {g} | " + " | ".join(f"{100 * mean(g, r):.1f}" for r in recipes) + " |"
+              for g in dict.fromkeys(map(group, sets))]
     lines.append("| train s (median) | " + " | ".join(
         f"{statistics.median(x['train_s'] for x in results if x['recipe'] == r):.0f}"
         for r in recipes) + " |")
