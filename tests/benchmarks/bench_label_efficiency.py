@@ -602,6 +602,9 @@ def labeled_set(spec: str, rows: list[dict[str, Any]], n: int, initial: int
     if not at:
         raise SystemExit(f"--refit {spec}: no round of {name} seed {seed} had {size} "
                          f"labels (recorded: {[r['labels'] for r in run] or 'no run'})")
+    if any("picked" not in r for r in run if r["round"] < at[0]["round"]):
+        raise SystemExit(f"--refit {spec}: that run did not record its picks, so its "
+                         "labeled set is unknown (runs record them since --resume exists)")
     before = [r["picked"] for r in run if r["round"] < at[0]["round"]]
     labeled = np.concatenate([initial_labels(n, seed, initial),
                               np.array([i for p in before for i in p], dtype=int)])

@@ -69,12 +69,16 @@ def test_bad_sets_and_recipes_stop_before_training(tmp_path: Path) -> None:
             {"strategy": "auto", "seed": 1, "round": 1, "labels": 40, "accuracy": 0.6,
              "train_s": 1.0}]
     (runs / "auto__s1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    old = [{k: v for k, v in r.items() if k != "picked"} | {"strategy": "margin"}
+           for r in rows]  # a run from before picks were recorded
+    (runs / "margin__s1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
     main = load_bench().main
     common = ["--data", "digits", "--refit-from", str(runs), "--out", str(tmp_path / "o")]
     for args, says in [
         (["--refit", "auto:1:50"], "no round of auto seed 1 had 50 labels"),
         (["--refit", "auto:1"], "takes strategy:seed:labels"),
         (["--refit", "kcenter:0:20"], "no run"),
+        (["--refit", "margin:1:40"], "did not record its picks"),
         (["--refit", "auto:1:40", "--recipes", "epoch=120"], "not field=value"),
         (["--refit", "auto:1:40", "--recipes", "epochs=-1"], "greater than or equal"),
         (["--refit", "auto:1:40", "--recipes", "epochs=many"], "recipe 'epochs=many'"),
