@@ -64,6 +64,11 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
     # loop runs whose every model trains with another recipe:
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
         --jobs auto:0,auto:1 --budget 860 --training epochs=120+max_steps=3000 --out D
+    # late-phase selection side by side: every run goes on from auto's recorded
+    # labeled set of its seed at 560 labels (a third of a whole run's time to 860):
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
+        --jobs random:0,margin:0,badge:0 --branch-from docs/bench/label-efficiency-full.json \\
+        --branch-at 560 --budget 860 --workers 2 --threads 1 --out D
     # a quick check of the whole pipeline (small pool, short training):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --pool 3000 \\
         --budget 60 --seeds 0 --min-steps 30 --max-steps 30 --pretrain-steps 20
@@ -611,6 +616,34 @@ def labeled_set(spec: str, rows: list[dict[str, Any]], n: int, initial: int
     return labeled, seed * 1000 + at[0]["round"]
 
 
+def branch_rows(args: argparse.Namespace, wanted: list[tuple[str, int]], n: int
+                ) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """For --branch-at: each wanted run's first rows, copied from the recorded
+    --branch-strategy run of its seed up to the round that had --branch-at labels (picks
+    included, renamed to the run's strategy). The run resumes from them, so every
+    strategy goes on from the same labeled set. Checked before anything trains."""
+    if args.budget <= args.branch_at:
+        raise SystemExit(f"--branch-at {args.branch_at} needs a larger --budget "
+                         f"(got {args.budget})")
+    known = fogmap_strategies() + list(PEERS)
+    if args.branch_strategy not in known:
+        raise SystemExit(f"--branch-strategy {args.branch_strategy!r}: not a strategy "
+                         f"({', '.join(known)})")
+    rows = recorded_rounds(args.branch_from)
+    out = {}
+    for name, seed in wanted:
+        spec = f"{args.branch_strategy}:{seed}:{args.branch_at}"
+        labeled, _ = labeled_set(spec, rows, n, args.initial)  # the run, the round, picks
+        if labeled.max() >= n:
+            raise SystemExit(f"--branch-from: {spec} picked pool item {labeled.max()}, "
+                             f"but the pool has {n}: another --data or --pool?")
+        run = sorted((r for r in rows if r["strategy"] == args.branch_strategy
+                      and r["seed"] == seed), key=lambda r: r["round"])
+        out[name, seed] = [{**r, "strategy": name, "branched_from": spec}
+                           for r in run if r["labels"] < args.branch_at]
+    return out
+
+
 def recipe(text: str) -> dict[str, Any]:
     """``default`` or ``field=value+field=value`` (TrainingSettings fields, JSON values)
     -> the overrides, checked: an unknown field or a bad value stops the run."""
@@ -731,6 +764,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="only the random baseline's accuracy at these label counts (one "
                     "random subset per seed and size, trained once): random's curve past "
                     "the budget, without 20-label rounds")
+    ap.add_argument("--branch-at", type=int, metavar="LABELS",
+                    help="start every run from a recorded run's labeled set at LABELS "
+                    "labels (same seed; see --branch-from, --branch-strategy) and go on "
+                    "with the run's own strategy: late-phase selection compared on one "
+                    "labeled set, in a third of a whole run's time")
+    ap.add_argument("--branch-from", type=Path, help="the recorded runs --branch-at reads: "
+                    "a runs folder or a report JSON")
+    ap.add_argument("--branch-strategy", default="auto",
+                    help="whose recorded runs --branch-at starts from (default: auto)")
     ap.add_argument("--refit", metavar="STRATEGY:SEED:LABELS,...",
                     help="only train --recipes on these labeled sets: a recorded run's "
                     "(from --refit-from) at that many labels, or subset:SEED:N (as "
@@ -755,6 +797,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    if (args.branch_at is None) != (args.branch_from is None):
+        ap.error("--branch-at and --branch-from go together")
     args.runs = args.runs or args.out / "runs"
     return args
 
@@ -801,6 +845,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             random_curve(data, args, TrainingSettings(**training))
         return 0
+    seeds = [int(s) for s in args.seeds.split(",")]
+    wanted = [(n, int(s)) for n, s in pairs] or [(n, s) for n in names for s in seeds]
+    branched = {} if args.branch_at is None else branch_rows(args, wanted, len(pool))
     rep, info = representation(pool, args)
     data = Data(pool, pool_labels, test, test_labels, rep.astype(np.float32), classes)
     if args.round_speed:
@@ -812,12 +859,19 @@ def main(argv: list[str] | None = None) -> int:
     deadline = started + args.deadline if args.deadline else float("inf")
     start_by = min(deadline, started + args.start_by if args.start_by else float("inf"))
     args.runs.mkdir(parents=True, exist_ok=True)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    wanted = [(n, int(s)) for n, s in pairs] or [(n, s) for n in names for s in seeds]
     jobs = [{"name": n, "seed": s, "budget": args.budget, "batch": args.batch,
              "initial": args.initial, "device": args.device, "training": training,
              "deadline": deadline, "start_by": start_by, "resume": args.resume,
              "path": str(args.runs / f"{n}__s{s}.jsonl")} for n, s in wanted]
+    for job in jobs if branched else []:
+        path = Path(job["path"])
+        if not (args.resume and path.exists()):  # --resume: on from an earlier branch run
+            path.write_text("".join(json.dumps(r) + "\n"
+                                    for r in branched[job["name"], job["seed"]]))
+        job["resume"] = True
+    if branched:
+        meta["branch"] = (f"every run starts from {args.branch_strategy}'s recorded run of "
+                          f"its seed at {args.branch_at} labels ({args.branch_from})")
     if args.order == "goals":
         # Every strategy's first seed, then the other seeds of what the goals compare, then
         # the rest; slow runs first within each, so a deadline cuts the least.

@@ -61,14 +61,22 @@ def load_bench() -> ModuleType:
     return module
 
 
-def test_bad_sets_and_recipes_stop_before_training(tmp_path: Path) -> None:
-    runs = tmp_path / "runs"  # a recorded run: auto, seed 1, rounds at 20 and 40 labels
-    runs.mkdir()
-    rows = [{"strategy": "auto", "seed": 1, "round": 0, "labels": 20, "accuracy": 0.5,
+def write_run(runs: Path, strategy: str, seed: int) -> list[dict]:
+    """A recorded run in the folder ``runs``: rounds at 20 and 40 labels (pool items 100 to
+    119 picked at 20); its rows."""
+    runs.mkdir(exist_ok=True)
+    rows = [{"strategy": strategy, "seed": seed, "round": 0, "labels": 20, "accuracy": 0.5,
              "train_s": 1.0, "picked": list(range(100, 120))},
-            {"strategy": "auto", "seed": 1, "round": 1, "labels": 40, "accuracy": 0.6,
+            {"strategy": strategy, "seed": seed, "round": 1, "labels": 40, "accuracy": 0.6,
              "train_s": 1.0}]
-    (runs / "auto__s1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (runs / f"{strategy}__s{seed}.jsonl").write_text("".join(json.dumps(r) + "\n"
+                                                             for r in rows))
+    return rows
+
+
+def test_bad_sets_and_recipes_stop_before_training(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    rows = write_run(runs, "auto", 1)
     old = [{k: v for k, v in r.items() if k != "picked"} | {"strategy": "margin"}
            for r in rows]  # a run from before picks were recorded
     (runs / "margin__s1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.unit.test_bench_refit import load_bench, write_run
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_label_efficiency.py"
 QUICK = ["--data", "digits", "--pool", "400", "--test", "100", "--pretrain-steps", "3",
          "--min-steps", "4", "--max-steps", "4", "--workers", "1", "--threads", "1",
@@ -52,3 +56,46 @@ def test_a_run_that_did_not_record_its_picks_is_not_resumed(tmp_path: Path) -> N
     assert "did not record its picks" in done.stdout + done.stderr
     assert json.loads((runs / "random__s0.jsonl").read_text().splitlines()[0]) == {
         **old, "round": 0}  # left as it was
+
+
+def test_a_branched_run_goes_on_from_the_recorded_labeled_set(tmp_path: Path) -> None:
+    bench(tmp_path / "rec", "--budget", "60")  # auto seed 1, recorded to 60 labels
+    auto = rounds(tmp_path / "rec", "auto__s1")
+    branch = ["--branch-from", str(tmp_path / "rec" / "runs"), "--branch-at", "40"]
+    bench(tmp_path / "br", "--jobs", "margin:1", "--budget", "80", *branch)
+    margin = rounds(tmp_path / "br", "margin__s1")
+    assert [r["labels"] for r in margin] == [20, 40, 60, 80]
+    assert {r["strategy"] for r in margin} == {"margin"}
+    assert margin[0]["picked"] == auto[0]["picked"]  # auto's labeled set up to 40 labels
+    assert margin[0]["branched_from"] == "auto:1:40" and "branched_from" not in margin[1]
+    assert margin[1]["accuracy"] == auto[1]["accuracy"]  # same set, same seed: same model
+    assert margin[1]["picked"] != auto[1]["picked"]  # then margin's own picks
+    report = json.loads((tmp_path / "br" / "report.json").read_text())
+    assert report["strategies"]["margin"]["curve"]["labels"] == [20, 40, 60, 80]
+    assert "auto's recorded run of its seed at 40 labels" in report["meta"]["branch"]
+
+
+def test_a_branch_that_cannot_be_made_stops_before_any_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "rec"
+    write_run(runs, "random", 0)
+    main = load_bench().main
+    for args, says in [
+        (["--branch-from", str(runs), "--branch-at", "40"], "no round of auto seed 0"),
+        (["--branch-from", str(runs), "--branch-at", "20", "--jobs", "margin:3",
+          "--branch-strategy", "random"], "no round of random seed 3"),
+        (["--branch-from", str(runs), "--branch-at", "40", "--branch-strategy", "random",
+          "--budget", "40"], "needs a larger --budget"),
+        (["--branch-from", str(runs), "--branch-at", "20", "--branch-strategy", "subset"],
+         "not a strategy"),
+        (["--branch-from", str(runs), "--branch-at", "40", "--branch-strategy", "random",
+          "--pool", "110"], "the pool has 110"),
+        (["--branch-at", "20"], "--branch-at and --branch-from go together"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            main([*QUICK, "--jobs", "margin:0", "--budget", "60", "--out",
+                  str(tmp_path / "bad"), "--encoder", str(tmp_path / "bad.bin"), *args])
+        said = f"{stop.value} {capsys.readouterr().err}"
+        assert says in said, (args, said[-800:])
+        assert not list((tmp_path / "bad").glob("runs/*.jsonl"))
+        assert not (tmp_path / "bad.bin").exists()  # stopped before pretraining, too
