@@ -601,19 +601,30 @@ def labeled_set(spec: str, rows: list[dict[str, Any]], n: int, initial: int
         raise SystemExit(f"--refit takes strategy:seed:labels, got {spec!r}") from None
     if name == "subset":
         return random_subset(n, seed, size), seed * 100_000 + size
+    before = rounds_before(name, seed, size, rows, "--refit")
+    labeled = np.concatenate([initial_labels(n, seed, initial),
+                              np.array([i for r in before for i in r["picked"]], dtype=int)])
+    return labeled, seed * 1000 + len(before)
+
+
+def rounds_before(name: str, seed: int, size: int, rows: list[dict[str, Any]],
+                  option: str) -> list[dict[str, Any]]:
+    """The recorded rounds of run ``name`` ``seed`` before the one that had ``size``
+    labels, in order, each with its picks; a message naming ``option`` when there is no
+    such round or a pick is missing."""
     run = sorted((r for r in rows if r["strategy"] == name and r["seed"] == seed),
                  key=lambda r: r["round"])
-    at = [r for r in run if r["labels"] == size]
+    at = [r["round"] for r in run if r["labels"] == size]
     if not at:
-        raise SystemExit(f"--refit {spec}: no round of {name} seed {seed} had {size} "
-                         f"labels (recorded: {[r['labels'] for r in run] or 'no run'})")
-    if any("picked" not in r for r in run if r["round"] < at[0]["round"]):
-        raise SystemExit(f"--refit {spec}: that run did not record its picks, so its "
-                         "labeled set is unknown (runs record them since --resume exists)")
-    before = [r["picked"] for r in run if r["round"] < at[0]["round"]]
-    labeled = np.concatenate([initial_labels(n, seed, initial),
-                              np.array([i for p in before for i in p], dtype=int)])
-    return labeled, seed * 1000 + at[0]["round"]
+        raise SystemExit(f"{option} {name}:{seed}:{size}: no round of {name} seed {seed} "
+                         f"had {size} labels (recorded: "
+                         f"{[r['labels'] for r in run] or 'no run'})")
+    before = [r for r in run if r["round"] < at[0]]
+    if any("picked" not in r for r in before):
+        raise SystemExit(f"{option} {name}:{seed}:{size}: that run did not record its "
+                         "picks, so its labeled set is unknown (runs record them since "
+                         "--resume exists)")
+    return before
 
 
 def branch_rows(args: argparse.Namespace, wanted: list[tuple[str, int]], n: int
@@ -633,14 +644,13 @@ def branch_rows(args: argparse.Namespace, wanted: list[tuple[str, int]], n: int
     out = {}
     for name, seed in wanted:
         spec = f"{args.branch_strategy}:{seed}:{args.branch_at}"
-        labeled, _ = labeled_set(spec, rows, n, args.initial)  # the run, the round, picks
-        if labeled.max() >= n:
-            raise SystemExit(f"--branch-from: {spec} picked pool item {labeled.max()}, "
-                             f"but the pool has {n}: another --data or --pool?")
-        run = sorted((r for r in rows if r["strategy"] == args.branch_strategy
-                      and r["seed"] == seed), key=lambda r: r["round"])
-        out[name, seed] = [{**r, "strategy": name, "branched_from": spec}
-                           for r in run if r["labels"] < args.branch_at]
+        before = rounds_before(args.branch_strategy, seed, args.branch_at, rows,
+                               "--branch-at")
+        top = max((i for r in before for i in r["picked"]), default=-1)
+        if top >= n:
+            raise SystemExit(f"--branch-from: {spec} picked pool item {top}, but the pool "
+                             f"has {n}: another --data or --pool?")
+        out[name, seed] = [{**r, "strategy": name, "branched_from": spec} for r in before]
     return out
 
 
@@ -863,13 +873,13 @@ def main(argv: list[str] | None = None) -> int:
              "initial": args.initial, "device": args.device, "training": training,
              "deadline": deadline, "start_by": start_by, "resume": args.resume,
              "path": str(args.runs / f"{n}__s{s}.jsonl")} for n, s in wanted]
-    for job in jobs if branched else []:
-        path = Path(job["path"])
-        if not (args.resume and path.exists()):  # --resume: on from an earlier branch run
-            path.write_text("".join(json.dumps(r) + "\n"
-                                    for r in branched[job["name"], job["seed"]]))
-        job["resume"] = True
     if branched:
+        for job in jobs:
+            path = Path(job["path"])
+            if not (args.resume and path.exists()):  # --resume: on from an earlier branch
+                path.write_text("".join(json.dumps(r) + "\n"
+                                        for r in branched[job["name"], job["seed"]]))
+            job["resume"] = True
         meta["branch"] = (f"every run starts from {args.branch_strategy}'s recorded run of "
                           f"its seed at {args.branch_at} labels ({args.branch_from})")
     if args.order == "goals":
