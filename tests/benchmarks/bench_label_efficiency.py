@@ -34,9 +34,13 @@ Reported per strategy (means over seeds; "labels to x%" on the seed-mean curve):
 AUBC, the mean held-out accuracy over the 50 rounds; the labels needed to reach 80% and
 85% (or "-": not within budget); accuracy at 100, 250, 500 and 1,000 labels (250 is
 interpolated between 240 and 260); median seconds per round (train + score the pool +
-select) and for the selection alone. Writes ``report.md`` and ``report.json`` (and one
-``runs/<strategy>__s<seed>.jsonl`` per run, a line per round, so an interrupted
-benchmark keeps what it measured) under ``--out``.
+select) and for the selection alone. Then the savings: the labels each strategy needs to
+reach a range of accuracies (80%, 85% and those random reaches across its curve) and
+their ratio to random's, random's curve taken past the budget by ``--random-curve`` (a
+``--random-sizes`` run's file), which also gives the goal's random labels to 85%.
+Writes ``report.md`` and ``report.json`` (and one ``runs/<strategy>__s<seed>.jsonl`` per
+run, a line per round, so an interrupted benchmark keeps what it measured) under
+``--out``.
 
 Run from the repository root (``make bench`` installs the ``bench`` extra first)::
 
@@ -77,8 +81,11 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
     # the same defaults on another image set (1,438-image pool, 359 held out):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --data digits \\
         --strategies auto,random,skal-badge --budget 300 --out out/digits
-    # tables again from the runs already written:
-    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only --out ...
+    # tables again from the runs already written (or a report JSON's), seeds 0-2 only,
+    # random taken past the budget by a --random-sizes run's file:
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only --out D \
+        --runs docs/bench/label-efficiency-full.json --seeds 0,1,2 \
+        --random-curve docs/bench/label-efficiency-random-past-budget.json
 
 On 2 CPU cores, two runs at a time with one thread each (``--workers 2 --threads 1``),
 a run takes ~15 minutes (~18 s a round; retraining and scoring the pool dominate), so
@@ -107,6 +114,7 @@ PEERS = ("baal-bald", "baal-batchbald", "skal-margin", "skal-coreset", "skal-bad
          "skal-typiclust")
 CHECKPOINTS = (100, 250, 500, 1000)
 THRESHOLDS = (0.80, 0.85)
+SAVINGS_POINTS = 8  # accuracy targets in the savings table (whole percents, evenly spread)
 BATCHBALD_POOL = 1000  # BatchBALD's candidates: the items of highest BALD
 BATCHBALD_DRAWS = 40  # baal's num_draw: 40 x K = 800 sampled joint label configurations
 KEY = ("random", "auto", *PEERS)  # what the goals compare: all seeds of these first
@@ -437,7 +445,68 @@ def summarize(rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
     return out
 
 
-def goals(summary: dict[str, Any]) -> dict[str, Any]:
+def random_past_budget(summary: dict[str, Any], path: Path | None
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """random's seed-mean curve (labels, accuracy), taken past the budget by a
+    ``--random-sizes`` file (``random-curve.json``) where it has random's seeds.
+
+    The loop's random labeled set at N labels is such a subset, so the two join into one
+    curve; the file's sizes within the budget are left to the loop's own rounds. None
+    when random has no complete run.
+    """
+    rnd = summary.get("random", {})
+    if not rnd.get("seeds"):
+        return None
+    labels = np.array(rnd["curve"]["labels"])
+    acc = np.array(rnd["curve"]["accuracy"])
+    if path is None:
+        return labels, acc
+    blob = json.loads(Path(path).read_text())
+    column = {s: i for i, s in enumerate(blob["seeds"])}
+    missing = [s for s in rnd["seed_ids"] if s not in column]
+    if missing:
+        raise SystemExit(f"{path} has no subsets for random's seeds {missing}")
+    past = sorted(int(n) for n in blob["accuracy"] if int(n) > labels[-1])
+    extra = [statistics.fmean(blob["accuracy"][str(n)][column[s]] for s in rnd["seed_ids"])
+             for n in past]
+    return np.concatenate([labels, past]), np.concatenate([acc, extra])
+
+
+def savings(summary: dict[str, Any], random_curve: Path | None) -> dict[str, Any] | None:
+    """Labels each strategy needs to reach a range of accuracies, and their ratio to random's.
+
+    Targets: :data:`THRESHOLDS` and the whole percents random's curve (with
+    ``random_curve``, taken past the budget) has reached at :data:`SAVINGS_POINTS` label
+    counts spread evenly on a log scale from five rounds' worth to its last point, so
+    they span what random learns rather than the first rounds' jumps. One target shows a
+    strategy's saving at one level only; across the range it shows whether the saving
+    holds as accuracy rises.
+    """
+    curve = random_past_budget(summary, random_curve)
+    if curve is None or len(curve[0]) < 2:
+        return None
+    r_labels, r_acc = curve
+    reached = np.maximum.accumulate(r_acc)  # the best random has reached by then
+    start = min(r_labels[0] + 5 * (r_labels[1] - r_labels[0]), r_labels[-1])
+    at = np.geomspace(start, r_labels[-1], SAVINGS_POINTS)
+    grid = {int(np.floor(100 * np.interp(n, r_labels, reached))) for n in at}
+    targets = sorted(grid | {round(100 * t) for t in THRESHOLDS})
+    rnd = [first_reaching(r_labels, r_acc, t / 100) for t in targets]
+    out: dict[str, Any] = {"targets": targets, "random": rnd,
+                           "random_past_budget": str(random_curve) if random_curve else None,
+                           "strategies": {}}
+    for name, v in summary.items():
+        if not v.get("seeds") or name == "random":
+            continue
+        mine = [first_reaching(np.array(v["curve"]["labels"]), np.array(v["curve"]["accuracy"]),
+                               t / 100) for t in targets]
+        out["strategies"][name] = {
+            "labels": mine,
+            "ratio": [m / r if m and r else None for m, r in zip(mine, rnd, strict=True)]}
+    return out
+
+
+def goals(summary: dict[str, Any], saved: dict[str, Any] | None = None) -> dict[str, Any]:
     """Issue 3's goals, each with the figures it compares."""
     def get(name: str, key: str) -> Any:
         return summary.get(name, {}).get(key)
@@ -446,6 +515,8 @@ def goals(summary: dict[str, Any]) -> dict[str, Any]:
     best_peer = max(peers, key=peers.__getitem__) if peers else None
     auto, rnd = get("auto", "aubc"), get("random", "aubc")
     a85, r85 = get("auto", "labels_to_85"), get("random", "labels_to_85")
+    if r85 is None and saved:  # random only gets there past the budget
+        r85 = saved["random"][saved["targets"].index(85)]
     return {
         "auto_aubc": auto, "random_aubc": rnd,
         "auto_minus_random_points": None if auto is None or rnd is None
@@ -488,15 +559,37 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"Goals: auto - random AUBC = {num(g['auto_minus_random_points'])} points "
         f"(goal >= 3); best peer {g['best_peer']} AUBC {pct(g['best_peer_aubc'])} vs auto "
         f"{pct(g['auto_aubc'])}; labels to 85%: auto {num(g['auto_labels_to_85'])} vs "
-        f"random {num(g['random_labels_to_85'])} (goal: at most half).",
+        f"random {num(g['random_labels_to_85'])}, ratio {num(g['labels_to_85_ratio'])} "
+        f"(goal: at most 0.5).",
     ]
+    saved = meta.get("savings")
+    if saved:
+        head = "| labels to reach | " + " | ".join(f"{t}%" for t in saved["targets"]) + " |"
+        lines += ["", head, "|" + "---|" * (head.count("|") - 1),
+                  "| random | " + " | ".join(num(n) for n in saved["random"]) + " |"]
+        for name, _ in ranked:
+            if name in saved["strategies"]:
+                v = saved["strategies"][name]
+                lines.append(f"| {name} | " + " | ".join(
+                    "-" if n is None else f"{n} ({r:.2f})" if r else f"{n}"
+                    for n, r in zip(v["labels"], v["ratio"], strict=True)) + " |")
+        past = saved["random_past_budget"]
+        lines += ["", "Labels to reach x% on the seed-mean curve, and in brackets the "
+                  "ratio to random's (below 1: fewer labels)"
+                  + (f"; random's curve past the budget: {past}." if past else ".")]
     return "\n".join(lines) + "\n"
 
 
-def report(out: Path, runs: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    rows = recorded_rounds(runs)
+def report(out: Path, runs: Path, meta: dict[str, Any], seeds: set[int] | None = None
+           ) -> dict[str, Any]:
+    """report.json and report.md under ``out`` from the runs' lines (only ``seeds``' when
+    given); ``meta``'s ``random_curve`` (a --random-sizes file) takes random past the
+    budget in the labels-to-x% figures."""
+    rows = [r for r in recorded_rounds(runs) if seeds is None or r["seed"] in seeds]
     summary = summarize(rows, meta["budget"])
-    meta = {**meta, "goals": goals(summary)}
+    past = meta.get("random_curve")
+    saved = savings(summary, Path(past) if past else None)
+    meta = {**meta, "savings": saved, "goals": goals(summary, saved)}
     (out / "report.json").write_text(json.dumps({"meta": meta, "strategies": summary,
                                                  "rounds": rows}, indent=1))
     text = markdown(summary, meta)
@@ -747,7 +840,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("out/efficiency"))
     ap.add_argument("--strategies", default="all",
                     help="comma-separated names, 'fogmap', 'peers' or 'all'")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", help="comma-separated (default 0,1,2); with --report-only: "
+                    "table only these seeds' runs (default: every run recorded)")
     ap.add_argument("--jobs", help="comma-separated strategy:seed runs instead of every "
                     "strategy with every seed (to complete a table), e.g. auto:3,random:3")
     ap.add_argument("--initial", type=int, default=20)
@@ -774,6 +868,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="only the random baseline's accuracy at these label counts (one "
                     "random subset per seed and size, trained once): random's curve past "
                     "the budget, without 20-label rounds")
+    ap.add_argument("--random-curve", type=Path, metavar="FILE",
+                    help="a --random-sizes run's random-curve.json: takes random's curve "
+                    "past the budget in the report's labels-to-x% and savings figures")
     ap.add_argument("--branch-at", type=int, metavar="LABELS",
                     help="start every run from a recorded run's labeled set at LABELS "
                     "labels (same seed; see --branch-from, --branch-strategy) and go on "
@@ -818,6 +915,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse(argv)
     started = time.time()
+    only = None if args.seeds is None else {int(x) for x in args.seeds.split(",")}
+    args.seeds = args.seeds or "0,1,2"
     names = {"fogmap": fogmap_strategies(), "peers": list(PEERS),
              "all": fogmap_strategies() + list(PEERS)}.get(args.strategies)
     names = names or [n.strip() for n in args.strategies.split(",") if n.strip()]
@@ -831,11 +930,14 @@ def main(argv: list[str] | None = None) -> int:
                          f"{', '.join(fogmap_strategies() + list(PEERS))}")
     meta = {"budget": args.budget, "initial": args.initial, "batch": args.batch,
             "device": args.device, "workers": args.workers, "threads": args.threads,
-            "data": str(args.data), "representation": "see representation_info"}
+            "data": str(args.data), "representation": "see representation_info",
+            "random_curve": str(args.random_curve) if args.random_curve else None}
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         old = json.loads((args.out / "report.json").read_text())["meta"]
-        print(report(args.out, args.runs, {**old, "budget": args.budget})["text"])
+        past = str(args.random_curve) if args.random_curve else old.get("random_curve")
+        print(report(args.out, args.runs, {**old, "budget": args.budget,
+                                           "random_curve": past}, only)["text"])
         return 0
     pool, pool_labels, test, test_labels = load(args.data, args.pool, args.test)
     log(f"pool {len(pool)}, test {len(test)}; " + (

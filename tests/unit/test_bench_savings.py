@@ -1,0 +1,94 @@
+"""The label-efficiency report's savings: labels each strategy needs to reach a range of
+accuracies against random's, with random taken past the budget by a --random-sizes file,
+so "labels to 85%" is computed from the recorded figures, not worked out by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_bench_refit import load_bench
+
+LABELS = [20, 40, 60, 80, 100, 120, 140, 160, 180, 200]
+
+
+def write(runs: Path, strategy: str, seed: int, accuracy: list[float]) -> None:
+    runs.mkdir(exist_ok=True)
+    rows = [{"strategy": strategy, "seed": seed, "round": i, "labels": n, "accuracy": a,
+             "train_s": 1.0, "score_s": 1.0, "select_s": 0.1}
+            for i, (n, a) in enumerate(zip(LABELS, accuracy, strict=True))]
+    (runs / f"{strategy}__s{seed}.jsonl").write_text("".join(json.dumps(r) + "\n"
+                                                             for r in rows))
+
+
+def curve(lo: float, hi: float) -> list[float]:
+    return [round(lo + (hi - lo) * i / (len(LABELS) - 1), 4) for i in range(len(LABELS))]
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Path:
+    """Seeds 0 and 1 of random (0.50 -> 0.78 at 200 labels) and of a strategy that gets
+    there faster (0.50 -> 0.86); a seed 2 of random far below them."""
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write(runs, "random", seed, curve(0.50, 0.78))
+        write(runs, "auto", seed, curve(0.50, 0.86))
+    write(runs, "random", 2, curve(0.10, 0.20))
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "report.json").write_text(json.dumps({"meta": {
+        "budget": 200, "device": "cpu", "workers": 1, "representation": "test"}}))
+    return tmp_path
+
+
+def report(tmp: Path, *args: str) -> dict:
+    load_bench().main(["--report-only", "--budget", "200", "--runs", str(tmp / "runs"),
+                       "--out", str(tmp / "o"), *args])
+    return json.loads((tmp / "o" / "report.json").read_text())["meta"]
+
+
+def test_random_past_the_budget_gives_labels_to_85_and_its_ratio(recorded: Path) -> None:
+    past = recorded / "random-curve.json"  # as --random-sizes writes it, seeds 0-2
+    past.write_text(json.dumps({"seeds": [2, 0, 1], "sizes": [100, 300, 400],
+                                "accuracy": {"100": [0.1, 0.6, 0.6],
+                                             "300": [0.1, 0.84, 0.85],
+                                             "400": [0.1, 0.86, 0.86]}}))
+    meta = report(recorded, "--seeds", "0,1", "--random-curve", str(past))
+    saved, goals = meta["savings"], meta["goals"]
+    # 100 lies within the budget (the loop's own rounds count there); 300: 84.5%, 400: 86%
+    assert saved["random"][saved["targets"].index(85)] == 400
+    auto_85 = LABELS[next(i for i, a in enumerate(curve(0.50, 0.86)) if a >= 0.85)]
+    assert goals["auto_labels_to_85"] == auto_85 == 200
+    assert goals["random_labels_to_85"] == 400 and goals["labels_to_85_ratio"] == 0.5
+    auto = saved["strategies"]["auto"]
+    assert 80 in saved["targets"] and saved["targets"] == sorted(set(saved["targets"]))
+    for t, mine, theirs, ratio in zip(saved["targets"], auto["labels"], saved["random"],
+                                      auto["ratio"], strict=True):
+        assert mine <= theirs and ratio == pytest.approx(mine / theirs), t
+    text = (recorded / "o" / "report.md").read_text()
+    assert "| random |" in text and f"{auto_85} (0.50)" in text
+    assert meta["random_curve"] == str(past)  # kept for the next --report-only
+    assert report(recorded, "--seeds", "0,1")["goals"]["random_labels_to_85"] == 400
+
+
+def test_without_the_file_random_stops_at_the_budget(recorded: Path) -> None:
+    meta = report(recorded, "--seeds", "0,1")
+    saved = meta["savings"]
+    assert saved["random_past_budget"] is None
+    assert meta["goals"]["random_labels_to_85"] is None  # 78% at 200: never within it
+    assert saved["random"][saved["targets"].index(85)] is None
+    assert max(t for t in saved["targets"] if t not in (80, 85)) <= 78
+
+
+def test_seeds_choose_the_runs_tabled(recorded: Path) -> None:
+    both = report(recorded, "--seeds", "0,1")
+    every = report(recorded)  # seed 2 of random drags its mean down
+    assert both["goals"]["random_aubc"] > every["goals"]["random_aubc"] + 0.1
+
+
+def test_a_file_without_random_s_seeds_stops_with_a_message(recorded: Path) -> None:
+    past = recorded / "random-curve.json"
+    past.write_text(json.dumps({"seeds": [0], "sizes": [300], "accuracy": {"300": [0.9]}}))
+    with pytest.raises(SystemExit, match=r"no subsets for random's seeds \[1\]"):
+        report(recorded, "--seeds", "0,1", "--random-curve", str(past))
