@@ -114,7 +114,7 @@ PEERS = ("baal-bald", "baal-batchbald", "skal-margin", "skal-coreset", "skal-bad
          "skal-typiclust")
 CHECKPOINTS = (100, 250, 500, 1000)
 THRESHOLDS = (0.80, 0.85)
-SAVINGS_POINTS = 8  # accuracy targets in the savings table (whole percents, evenly spread)
+SAVINGS_POINTS = 8  # label counts, log-spaced along random's curve, that set the savings' targets
 BATCHBALD_POOL = 1000  # BatchBALD's candidates: the items of highest BALD
 BATCHBALD_DRAWS = 40  # baal's num_draw: 40 x K = 800 sampled joint label configurations
 KEY = ("random", "auto", *PEERS)  # what the goals compare: all seeds of these first
@@ -461,14 +461,18 @@ def random_past_budget(summary: dict[str, Any], path: Path | None
     acc = np.array(rnd["curve"]["accuracy"])
     if path is None:
         return labels, acc
-    blob = json.loads(Path(path).read_text())
-    column = {s: i for i, s in enumerate(blob["seeds"])}
+    try:
+        blob = json.loads(Path(path).read_text())
+        column = {s: i for i, s in enumerate(blob["seeds"])}
+        sizes = {int(n): v for n, v in blob["accuracy"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"--random-curve {path}: not a --random-sizes run's "
+                         f"random-curve.json ({err!r})") from None
     missing = [s for s in rnd["seed_ids"] if s not in column]
     if missing:
         raise SystemExit(f"{path} has no subsets for random's seeds {missing}")
-    past = sorted(int(n) for n in blob["accuracy"] if int(n) > labels[-1])
-    extra = [statistics.fmean(blob["accuracy"][str(n)][column[s]] for s in rnd["seed_ids"])
-             for n in past]
+    past = sorted(n for n in sizes if n > labels[-1])
+    extra = [statistics.fmean(sizes[n][column[s]] for s in rnd["seed_ids"]) for n in past]
     return np.concatenate([labels, past]), np.concatenate([acc, extra])
 
 

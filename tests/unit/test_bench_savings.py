@@ -87,8 +87,20 @@ def test_seeds_choose_the_runs_tabled(recorded: Path) -> None:
     assert both["goals"]["random_aubc"] > every["goals"]["random_aubc"] + 0.1
 
 
-def test_a_file_without_random_s_seeds_stops_with_a_message(recorded: Path) -> None:
+def test_a_bad_file_stops_with_a_message_and_leaves_the_report(recorded: Path) -> None:
+    before = report(recorded, "--seeds", "0,1")
     past = recorded / "random-curve.json"
     past.write_text(json.dumps({"seeds": [0], "sizes": [300], "accuracy": {"300": [0.9]}}))
     with pytest.raises(SystemExit, match=r"no subsets for random's seeds \[1\]"):
         report(recorded, "--seeds", "0,1", "--random-curve", str(past))
+    for text, says in [(None, "No such file"), ("{not json", "JSONDecodeError"),
+                       ('{"seeds": [0, 1]}', "KeyError('accuracy')")]:
+        bad = recorded / "bad.json"
+        bad.unlink(missing_ok=True)
+        if text is not None:
+            bad.write_text(text)
+        with pytest.raises(SystemExit, match="not a --random-sizes run's") as stop:
+            report(recorded, "--seeds", "0,1", "--random-curve", str(bad))
+        assert says in str(stop.value)
+    after = json.loads((recorded / "o" / "report.json").read_text())["meta"]
+    assert after == before  # nothing written on the way out
