@@ -502,8 +502,8 @@ def savings(summary: dict[str, Any], random_curve: Path | None) -> dict[str, Any
     for name, v in summary.items():
         if not v.get("seeds") or name == "random":
             continue
-        mine = [first_reaching(np.array(v["curve"]["labels"]), np.array(v["curve"]["accuracy"]),
-                               t / 100) for t in targets]
+        labels, acc = np.array(v["curve"]["labels"]), np.array(v["curve"]["accuracy"])
+        mine = [first_reaching(labels, acc, t / 100) for t in targets]
         out["strategies"][name] = {
             "labels": mine,
             "ratio": [m / r if m and r else None for m, r in zip(mine, rnd, strict=True)]}
