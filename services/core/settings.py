@@ -25,6 +25,8 @@ class TrainingSettings(BaseModel):
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
+    label_smoothing: float = Field(
+        0.05, ge=0, lt=1, description="share of each target spread over the other classes")
     seed: int = 0
     isolate: bool = Field(True, description="train in a child process (off: a thread)")
     pretrain_seconds: float = Field(

@@ -95,7 +95,7 @@ def train(images: np.ndarray, labels: np.ndarray, classes: int, cfg: TrainingSet
         for idx in epoch_batches(order, steps_per_epoch):
             idx = idx.to(device)
             batch = channels_last(_augment(x[idx], gen))
-            loss = F.cross_entropy(model(batch), y[idx], label_smoothing=0.05)
+            loss = F.cross_entropy(model(batch), y[idx], label_smoothing=cfg.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
