@@ -36,7 +36,7 @@ class ImageStore:
         """Append (N, H, W, C) uint8 images; return their URIs."""
         data, meta = self._paths(dataset)
         with self._lock:
-            shape = self.shape(dataset)
+            shape: tuple[int, ...] | None = self.shape(dataset)
             if shape is None:
                 shape = tuple(int(s) for s in images.shape[1:])
                 meta.write_text(json.dumps({"shape": shape}))

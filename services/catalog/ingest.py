@@ -43,8 +43,8 @@ async def ingest(bus: Bus, store: ImageStore, ds: Dataset, progress: bool = True
         await bus.publish(envs)
         bar.update(len(envs))
     bar.close()
-    test = int(np.sum(ds.is_test))
+    held_out = int(np.sum(ds.is_test))
     registered = DatasetRegistered(dataset=ds.name, classes=ds.classes, image_shape=(h, w, c),
-                                   pool_size=len(ds.images) - test, test_size=test)
+                                   pool_size=len(ds.images) - held_out, test_size=held_out)
     await bus.publish([wrap(registered, SOURCE, f"dataset:{ds.name}:{len(ds.images)}")])
     return len(ds.images)

@@ -34,7 +34,12 @@ class EventData(BaseModel):
     description: ClassVar[str] = ""
 
     def subject(self) -> str:
-        return str(self.item_id)
+        """What the event is about (its envelope's subject): the item, for item events;
+        events about anything else override this."""
+        item_id = getattr(self, "item_id", None)
+        if item_id is None:
+            raise NotImplementedError(f"{type(self).__name__} has no item_id: override subject()")
+        return str(item_id)
 
 
 # --- images -----------------------------------------------------------------------------

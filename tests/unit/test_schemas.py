@@ -86,3 +86,22 @@ def test_group_events_use_their_own_subject() -> None:
     env = wrap(PoolScored(model_version="v0003", items=10, seconds=1.0), "/t")
     assert env.subject == "model:v0003"
     assert Envelope.model_validate_json(env.model_dump_json()).payload() == env.payload()
+
+
+@pytest.mark.parametrize("name", sorted(EVENT_TYPES))
+def test_every_event_has_a_subject(name: str) -> None:
+    """An event is about its item (``item_id``) or names its own subject: one that is
+    neither would fail at publish time, not here."""
+    cls = EVENT_TYPES[name]
+    assert "item_id" in cls.model_fields or "subject" in vars(cls)
+
+
+def test_an_event_without_an_item_must_name_its_subject() -> None:
+    from fogmap.core.events import EventData
+
+    class Orphan(EventData):
+        name = "test.orphan"
+        topic = "fogmap.test"
+
+    with pytest.raises(NotImplementedError, match="Orphan has no item_id"):
+        Orphan().subject()
