@@ -90,8 +90,8 @@ def test_group_events_use_their_own_subject() -> None:
 
 @pytest.mark.parametrize("name", sorted(EVENT_TYPES))
 def test_every_event_has_a_subject(name: str) -> None:
-    """An event is about its item (``item_id``) or names its own subject: one that is
-    neither would fail at publish time, not here."""
+    """An event is about its item (``item_id``) or names its own subject; a type that is
+    neither would otherwise only fail when it is first published."""
     cls = EVENT_TYPES[name]
     assert "item_id" in cls.model_fields or "subject" in vars(cls)
 
