@@ -33,13 +33,17 @@ class EventData(BaseModel):
     version: ClassVar[int] = 1
     description: ClassVar[str] = ""
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """An event type is about its item (an ``item_id`` field) or names its own
+        subject: one that is neither is refused where it is defined, not when published."""
+        super().__pydantic_init_subclass__(**kwargs)
+        if "item_id" not in cls.model_fields and cls.subject is EventData.subject:
+            raise TypeError(f"{cls.__name__} has no item_id: it must override subject()")
+
     def subject(self) -> str:
-        """What the event is about (its envelope's subject): the item, for item events;
-        events about anything else override this."""
-        item_id = getattr(self, "item_id", None)
-        if item_id is None:
-            raise NotImplementedError(f"{type(self).__name__} has no item_id: override subject()")
-        return str(item_id)
+        """What the event is about (its envelope's subject): the item, for item events."""
+        return str(self.__dict__["item_id"])
 
 
 # --- images -----------------------------------------------------------------------------

@@ -939,7 +939,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         old = json.loads((args.out / "report.json").read_text())["meta"]
-        past = str(args.random_curve) if args.random_curve else old.get("random_curve")
+        past = meta["random_curve"] or old.get("random_curve")
         print(report(args.out, args.runs, {**old, "budget": args.budget,
                                            "random_curve": past}, only)["text"])
         return 0
