@@ -20,7 +20,9 @@ class TrainingSettings(BaseModel):
     every_seconds: float = Field(120.0, ge=0, description="...or this long after a label (0: off)")
     min_labels: int = Field(10, ge=2, description="no model is trained on fewer labels")
     epochs: int = Field(60, ge=1)
-    min_steps: int = Field(300, ge=1, description="floor on optimizer steps (few labels)")
+    min_steps: int = Field(
+        1200, ge=1, description="floor on optimizer steps: a small labeled set trains as "
+        "long as a large one (at 300, sets of a few hundred labels were undertrained)")
     max_steps: int = Field(1500, ge=1, description="cap on optimizer steps per retrain")
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
