@@ -875,7 +875,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     "the budget, without 20-label rounds")
     ap.add_argument("--random-curve", type=Path, metavar="FILE",
                     help="a --random-sizes run's random-curve.json: takes random's curve "
-                    "past the budget in the report's labels-to-x% and savings figures")
+                    "past the budget in the report's labels-to-x%% and savings figures")
     ap.add_argument("--branch-at", type=int, metavar="LABELS",
                     help="start every run from a recorded run's labeled set at LABELS "
                     "labels (same seed; see --branch-from, --branch-strategy) and go on "
