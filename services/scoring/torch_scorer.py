@@ -11,7 +11,7 @@ from fogmap.scoring.port import RawScores
 
 
 class TorchScorer:
-    def __init__(self, mc_samples: int = 20, batch_size: int = 512, threads: int = 2,
+    def __init__(self, mc_samples: int = 20, batch_size: int = 128, threads: int = 2,
                  device: str = "cpu") -> None:
         self.mc_samples = mc_samples
         self.batch_size = batch_size
