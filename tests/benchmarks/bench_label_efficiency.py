@@ -395,6 +395,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         rounds.append(row)
         with path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        log(f"{name} seed {seed}: {row['labels']} of {budget} labels, accuracy {acc:.3f}, "
+            f"round {time.perf_counter() - t0:.0f} s")  # progress, a line per round
         del model
         if device != "cpu":
             torch.cuda.empty_cache()

@@ -34,8 +34,11 @@ def rounds(out: Path, name: str) -> list[dict]:
 
 def test_a_resumed_run_equals_one_run_to_the_larger_budget(tmp_path: Path) -> None:
     bench(tmp_path / "long", "--budget", "80")
-    bench(tmp_path / "short", "--budget", "40")
+    short = bench(tmp_path / "short", "--budget", "40")
     assert [r["labels"] for r in rounds(tmp_path / "short", "auto__s1")] == [20, 40]
+    progress = [line for line in short.stderr.splitlines() if "auto seed 1:" in line]
+    assert [line.split(": ")[1].split(",")[0] for line in progress[:2]] == [
+        "20 of 40 labels", "40 of 40 labels"]  # a line per round while a run goes on
     bench(tmp_path / "short", "--budget", "80", "--resume")
     for name in ("auto__s1", "random__s0"):
         resumed, whole = rounds(tmp_path / "short", name), rounds(tmp_path / "long", name)
