@@ -448,6 +448,22 @@ def summarize(rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
     return out
 
 
+def earlier_meta(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    """The meta of the report already in ``--out`` (device, representation, ...) that
+    ``--report-only`` rewrites; the command line's where there is none yet (a runs folder
+    put together by hand)."""
+    if not path.exists():
+        return default
+    try:
+        meta = json.loads(path.read_text())["meta"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"{path}: not this benchmark's report ({err!r}); move it away "
+                         "to report from the command line's settings") from None
+    if not isinstance(meta, dict):
+        raise SystemExit(f"{path}: not this benchmark's report (its meta is not an object)")
+    return meta
+
+
 def random_past_budget(summary: dict[str, Any], path: Path | None
                        ) -> tuple[np.ndarray, np.ndarray] | None:
     """random's seed-mean curve (labels, accuracy), taken past the budget by a
@@ -941,7 +957,7 @@ def main(argv: list[str] | None = None) -> int:
             "random_curve": str(args.random_curve) if args.random_curve else None}
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        old = json.loads((args.out / "report.json").read_text())["meta"]
+        old = earlier_meta(args.out / "report.json", meta)
         past = meta["random_curve"] or old.get("random_curve")
         print(report(args.out, args.runs, {**old, "budget": args.budget,
                                            "random_curve": past}, only)["text"])

@@ -104,3 +104,14 @@ def test_a_bad_file_stops_with_a_message_and_leaves_the_report(recorded: Path) -
         assert says in str(stop.value)
     after = json.loads((recorded / "o" / "report.json").read_text())["meta"]
     assert after == before  # nothing written on the way out
+
+
+def test_a_runs_folder_without_a_report_is_reported_from_the_command_line(
+        recorded: Path) -> None:
+    (recorded / "o" / "report.json").unlink()
+    meta = report(recorded, "--seeds", "0,1")
+    assert meta["budget"] == 200 and meta["goals"]["auto_labels_to_85"] == 200
+    (recorded / "o" / "report.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="not this benchmark's report"):
+        report(recorded, "--seeds", "0,1")
+    assert (recorded / "o" / "report.json").read_text() == "[1, 2]"  # left as it was
