@@ -18,16 +18,14 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "fashion-mnist.npz"
+from bench_label_efficiency import DATA, load  # this folder is on the path of a script run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", default=str(DATA), help="digits, an .npz or a folder")
     ap.add_argument("--batches", default="512,128,64", help="comma-separated batch sizes")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
@@ -40,10 +38,9 @@ def main() -> None:
     from fogmap.training import trainer
 
     torch.set_num_threads(args.threads)
-    with np.load(args.data) as d:
-        pool = d["images"][~d["is_test"]][..., None]  # (60000, 28, 28, 1)
-        labels = d["labels"][~d["is_test"]].astype(np.int64)
-    model = trainer.train(pool[:1000], labels[:1000], 10,
+    pool, labels, _, test_labels = load(args.data, None, None)  # (N, H, W, C), (N,)
+    classes = int(max(labels.max(), test_labels.max()) + 1)
+    model = trainer.train(pool[:1000], labels[:1000], classes,
                           TrainingSettings(min_steps=50, max_steps=50), seed=0)
     mc = ScoringSettings().mc_samples
     sizes = [int(b) for b in args.batches.split(",")]
