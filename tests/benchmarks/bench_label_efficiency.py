@@ -576,8 +576,11 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines += [
         "",
         f"AUBC and accuracies in %; labels to x%: first point of the seed-mean curve at or "
-        f"above x (\"-\": not within {meta['budget']}). Device: {meta['device']}, "
-        f"{meta['workers']} runs at a time; representation: {meta['representation']}.",
+        f"above x (\"-\": not within {meta['budget']}). " + (
+            f"Device: {meta['device']}, {meta['workers']} runs at a time; representation: "
+            f"{meta['representation']}." if meta.get("representation") else
+            "Device, runs at a time and representation: not recorded (runs put together "
+            "without their report)."),
         "",
         f"Goals: auto - random AUBC = {num(g['auto_minus_random_points'])} points "
         f"(goal >= 3); best peer {g['best_peer']} AUBC {pct(g['best_peer_aubc'])} vs auto "
@@ -957,7 +960,11 @@ def main(argv: list[str] | None = None) -> int:
             "random_curve": str(args.random_curve) if args.random_curve else None}
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        old = earlier_meta(args.out / "report.json", meta)
+        # Without an earlier report, how the runs were made is unknown: the command
+        # line's --device, --workers and encoder describe this call, not those runs.
+        old = earlier_meta(args.out / "report.json", {
+            **meta, "device": None, "workers": None, "threads": None,
+            "representation": None})
         past = meta["random_curve"] or old.get("random_curve")
         print(report(args.out, args.runs, {**old, "budget": args.budget,
                                            "random_curve": past}, only)["text"])

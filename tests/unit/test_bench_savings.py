@@ -111,6 +111,9 @@ def test_a_runs_folder_without_a_report_is_reported_from_the_command_line(
     (recorded / "o" / "report.json").unlink()
     meta = report(recorded, "--seeds", "0,1")
     assert meta["budget"] == 200 and meta["goals"]["auto_labels_to_85"] == 200
+    # how those runs were made is not on the command line: said so, not made up
+    assert meta["device"] is None and meta["representation"] is None
+    assert "representation: not recorded" in (recorded / "o" / "report.md").read_text()
     (recorded / "o" / "report.json").write_text("[1, 2]")
     with pytest.raises(SystemExit, match="not this benchmark's report"):
         report(recorded, "--seeds", "0,1")
