@@ -83,9 +83,12 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
         --strategies auto,random,skal-badge --budget 300 --out out/digits
     # tables again from the runs already written (or a report JSON's), seeds 0-2 only,
     # random taken past the budget by a --random-sizes run's file:
-    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only --out D \
-        --runs docs/bench/label-efficiency-full.json --seeds 0,1,2 \
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only --out D \\
+        --runs docs/bench/label-efficiency-full.json --seeds 0,1,2 \\
         --random-curve docs/bench/label-efficiency-random-past-budget.json
+    # one table from runs recorded apart (report JSONs, runs folders), comma-separated:
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only --out D \\
+        --runs docs/bench/label-efficiency-min-steps-1200.json,out/peers/runs
 
 On 2 CPU cores, two runs at a time with one thread each (``--workers 2 --threads 1``),
 a run takes ~20-25 minutes (~26 s a round with the default floor of 1,200 training
@@ -606,8 +609,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(out: Path, runs: Path, meta: dict[str, Any], seeds: set[int] | None = None
-           ) -> dict[str, Any]:
+def report(out: Path, runs: Path | list[Path], meta: dict[str, Any],
+           seeds: set[int] | None = None) -> dict[str, Any]:
     """report.json and report.md under ``out`` from the runs' lines (only ``seeds``' when
     given); ``meta``'s ``random_curve`` (a --random-sizes file) takes random past the
     budget in the labels-to-x% figures."""
@@ -695,9 +698,23 @@ def random_curve(data: Data, args: argparse.Namespace, cfg: Any) -> None:
 # --- the recipe on fixed labeled sets -----------------------------------------------------
 
 
-def recorded_rounds(source: Path) -> list[dict[str, Any]]:
+def recorded_rounds(source: Path | list[Path]) -> list[dict[str, Any]]:
     """Per-round lines with picks: a runs folder of ``.jsonl`` files, or a report JSON
-    (its ``rounds`` and any ``meta.extra_seeds.rounds``)."""
+    (its ``rounds`` and any ``meta.extra_seeds.rounds``); of several, all their lines,
+    where no run may be in two of them (which of the two would count is unknown)."""
+    if isinstance(source, list):
+        rows, seen = [], {}
+        for one in source:
+            part = recorded_rounds(one)
+            for run in sorted({(r["strategy"], r["seed"]) for r in part}):
+                if run in seen:
+                    raise SystemExit(f"{run[0]} seed {run[1]} is in {seen[run]} and in "
+                                     f"{one}: name one of them")
+                seen[run] = one
+            rows += part
+        return rows
+    if not source.exists():
+        raise SystemExit(f"no runs at {source}")
     if source.is_dir():
         return [json.loads(line) for p in sorted(source.glob("*.jsonl"))
                 for line in p.read_text().splitlines() if line.strip()]
@@ -925,14 +942,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pretrain-steps", type=int, help="fixed steps instead of seconds")
     ap.add_argument("--round-speed", type=int, default=0, metavar="REPEATS",
                     help="only time full rounds at 1,000 labels")
-    ap.add_argument("--runs", type=Path, help="folder of the per-run lines (default: "
-                    "OUT/runs)")
+    ap.add_argument("--runs", type=lambda text: [Path(p) for p in text.split(",") if p],
+                    help="folder of the per-run lines (default: OUT/runs); to read, "
+                    "several folders or report JSONs, comma-separated")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     if (args.branch_at is None) != (args.branch_from is None):
         ap.error("--branch-at and --branch-from go together")
-    args.runs = args.runs or args.out / "runs"
+    if args.runs and len(args.runs) > 1 and not (args.report_only or args.refit):
+        ap.error("several --runs are read (--report-only, --refit), not written to")
+    args.runs = args.runs or [args.out / "runs"]
     return args
 
 
@@ -1000,11 +1020,12 @@ def main(argv: list[str] | None = None) -> int:
     meta["representation_info"] = info
     deadline = started + args.deadline if args.deadline else float("inf")
     start_by = min(deadline, started + args.start_by if args.start_by else float("inf"))
-    args.runs.mkdir(parents=True, exist_ok=True)
+    runs = args.runs[0]
+    runs.mkdir(parents=True, exist_ok=True)
     jobs = [{"name": n, "seed": s, "budget": args.budget, "batch": args.batch,
              "initial": args.initial, "device": args.device, "training": training,
              "deadline": deadline, "start_by": start_by, "resume": args.resume,
-             "path": str(args.runs / f"{n}__s{s}.jsonl")} for n, s in wanted]
+             "path": str(runs / f"{n}__s{s}.jsonl")} for n, s in wanted]
     if branched:
         for job in jobs:
             path = Path(job["path"])
@@ -1029,9 +1050,9 @@ def main(argv: list[str] | None = None) -> int:
                       else " (cut off by the deadline)")
             log(f"{res['strategy']} seed {res['seed']}: {res['rounds']} rounds, final "
                 f"{res['final']:.3f}{status}")
-            report(args.out, args.runs, meta)  # after every run: a cut-off run keeps it
+            report(args.out, runs, meta)  # after every run: a cut-off run keeps it
     meta["wall_s"] = time.time() - started
-    print(report(args.out, args.runs, meta)["text"])
+    print(report(args.out, runs, meta)["text"])
     return 0
 
 

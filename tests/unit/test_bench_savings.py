@@ -118,3 +118,33 @@ def test_a_runs_folder_without_a_report_is_reported_from_the_command_line(
     with pytest.raises(SystemExit, match="not this benchmark's report"):
         report(recorded, "--seeds", "0,1")
     assert (recorded / "o" / "report.json").read_text() == "[1, 2]"  # left as it was
+
+
+def test_several_sources_are_tabled_together_and_a_run_in_two_stops_it(
+        recorded: Path) -> None:
+    # random and auto in a report JSON (as committed under docs/bench), a peer's runs in a
+    # folder of their own: the savings rows need random's rounds beside the peer's
+    whole = report(recorded, "--seeds", "0,1")
+    kept = recorded / "kept.json"
+    kept.write_text((recorded / "o" / "report.json").read_text())
+    peers = recorded / "peers"
+    for seed in (0, 1):
+        write(peers, "skal-badge", seed, curve(0.50, 0.82))
+    sources = f"{kept},{peers}"
+    meta = load_bench().main(["--report-only", "--budget", "200", "--seeds", "0,1",
+                              "--runs", sources, "--out", str(recorded / "o")])
+    assert meta == 0
+    both = json.loads((recorded / "o" / "report.json").read_text())
+    assert set(both["strategies"]) == {"random", "auto", "skal-badge"}
+    assert both["meta"]["goals"]["random_aubc"] == whole["goals"]["random_aubc"]
+    badge = both["meta"]["savings"]["strategies"]["skal-badge"]
+    to_80 = LABELS[next(i for i, a in enumerate(curve(0.50, 0.82)) if a >= 0.80)]
+    assert badge["labels"][both["meta"]["savings"]["targets"].index(80)] == to_80
+    for bad, says in [(f"{kept},{recorded / 'runs'}", "auto seed 0 is in .*kept.json and in"),
+                      (f"{peers},{recorded / 'nowhere'}", "no runs at")]:
+        with pytest.raises(SystemExit, match=says):
+            load_bench().main(["--report-only", "--budget", "200", "--runs", bad,
+                               "--out", str(recorded / "o")])
+    assert json.loads((recorded / "o" / "report.json").read_text()) == both  # untouched
+    with pytest.raises(SystemExit):  # several are read, never written to
+        load_bench().main(["--runs", sources, "--out", str(recorded / "w")])
