@@ -93,9 +93,9 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
 On 2 CPU cores, two runs at a time with one thread each (``--workers 2 --threads 1``),
 a run takes 20-35 minutes (24-42 s a round with the default floor of 1,200 training
 steps, as the shared host's load goes; ~18 s with the old 300; retraining and scoring
-the pool dominate), so the full 17 x 3-run benchmark (8-15 hours there) is a GPU job: one H100 under MPS ran 31
-of those runs in 9 minutes, 16 at a time (~3.5 s a round); see the README for the
-figures and where they ran.
+the pool dominate), so the full 17 x 3-run benchmark (8-15 hours there) is a GPU
+job: one H100 under MPS ran 31 of those runs in 9 minutes, 16 at a time (~3.5 s a
+round); see the README for the figures and where they ran.
 """
 
 from __future__ import annotations
