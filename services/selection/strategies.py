@@ -20,10 +20,11 @@ in blocks of ``chunk`` rows, so memory stays bounded at 60k candidates.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
+from scipy import sparse
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 
@@ -279,6 +280,79 @@ def typiclust(c: Candidates, k: int, rng: np.random.Generator, chunk: int = CHUN
     return np.array(picks, dtype=int)
 
 
+def sq_dist_blocks(x: np.ndarray, chunk: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+    """Squared distances of x (N, D) to itself by row blocks: (lo, (rows, N)) pairs, rows
+    lo to lo + rows, each block at most chunk**2 distances (may dip below 0 by rounding)."""
+    n = len(x)
+    sq = (x * x).sum(1)  # (N,)
+    rows = max(1, chunk * chunk // n)
+    for lo in range(0, n, rows):
+        d = x[lo:lo + rows] @ x.T  # (rows, N), then ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j
+        d *= -2.0
+        d += sq
+        d += sq[lo:lo + rows, None]
+        yield lo, d
+
+
+def impure_sq_radius(x: np.ndarray, cluster: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """Each row's squared distance to the nearest row of another cluster: (N,).
+
+    A ball around row i of a smaller squared radius holds only its own cluster's rows.
+    """
+    out = np.empty(len(x))
+    for lo, d in sq_dist_blocks(x, chunk):
+        d[cluster[lo:lo + len(d), None] == cluster[None, :]] = np.inf
+        out[lo:lo + len(d)] = d.min(1)
+    return np.maximum(out, 0.0)
+
+
+def ball_graph(x: np.ndarray, sq_radius: float, chunk: int = CHUNK) -> sparse.csr_matrix:
+    """The rows within ``sq_radius`` (squared) of each row, itself included: (N, N)
+    boolean, symmetric up to rounding at the boundary."""
+    parts = []
+    for lo, d in sq_dist_blocks(x, chunk):
+        d[np.arange(len(d)), np.arange(lo, lo + len(d))] = -1.0  # its own ball holds it
+        parts.append(sparse.csr_matrix(d <= sq_radius))
+    return sparse.vstack(parts, format="csr")
+
+
+def probcover(c: Candidates, k: int, rng: np.random.Generator, chunk: int = CHUNK,
+              purity: float = 0.95, sample: int = 20_000) -> np.ndarray:
+    """ProbCover (Yehuda et al. 2022): greedy maximum coverage with balls of radius delta.
+
+    delta is the largest radius at which ``purity`` of the balls around the items (in
+    :attr:`Candidates.space`) stay inside one of C k-means clusters, C the number of
+    classes. Items within delta of a labeled one are covered; each pick is the unlabeled
+    item whose ball covers the most uncovered items. When nothing is left to cover, the
+    rest of the batch is drawn at random. Needs no model: a cold-start strategy.
+
+    The graph holds every pair's distance once, so above ``sample`` candidates it is built
+    on that many drawn at random (and the labeled items): ~4 s at 20k on one core.
+    """
+    if len(c) > sample:
+        idx = np.sort(rng.choice(len(c), sample, replace=False))  # (sample,)
+        return idx[probcover(c.take(idx), k, rng, chunk, purity, sample)]
+    n = len(c)
+    x = np.vstack([c.space, c.labeled_space]).astype(np.float64)  # (N + L, D); float32
+    cluster = kmeans(x, c.probs.shape[1], rng)  # (N + L,)  would round per block size
+    radius = float(np.quantile(impure_sq_radius(x, cluster, chunk), 1.0 - purity,
+                               method="lower"))  # inf when every item shares a cluster
+    ball = ball_graph(x, radius, chunk)  # (N + L, N + L)
+    uncovered = np.ones(len(x))
+    uncovered[ball[n:].indices] = 0.0  # what the labeled items' balls hold
+    jitter = rng.random(n) * 1e-6  # ties broken at random
+    picks: list[int] = []
+    for _ in range(k):
+        gain = ball[:n] @ uncovered + jitter  # (N,) uncovered items each ball would cover
+        gain[picks] = -1.0
+        if gain.max() < 1.0:
+            break
+        i = int(np.argmax(gain))
+        picks.append(i)
+        uncovered[ball[i].indices] = 0.0
+    return fill(picks, rng.permutation(n), k)
+
+
 def margin_diverse(c: Candidates, k: int, rng: np.random.Generator,
                    factor: int = 10) -> np.ndarray:
     """The most uncertain item of each of k clusters of the factor*k closest calls.
@@ -338,16 +412,18 @@ STRATEGIES: dict[str, Strategy] = {
     "kcenter": kcenter,
     "badge": badge,
     "typiclust": typiclust,
+    "probcover": probcover,
     "margin-diverse": margin_diverse,
 }
 
 # Strategies that run without a model: on embeddings alone (or nothing, for random).
-MODEL_FREE = frozenset({"auto", "random", "kcenter", "typiclust"})
+MODEL_FREE = frozenset({"auto", "random", "kcenter", "typiclust", "probcover"})
 
 # Measures a strategy's score is reported as (the number shown to annotators).
 SCORE_FIELD = {"least-confidence": "least_confidence", "margin": "margin",
                "entropy": "entropy", "bald": "bald", "eig": "eig", "random": "entropy",
                "kcenter": "entropy", "badge": "entropy", "typiclust": "entropy",
+               "probcover": "entropy",
                "margin-diverse": "margin", "auto": "margin"}
 
 

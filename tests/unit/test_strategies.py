@@ -1,8 +1,8 @@
 """Query strategies are pure: right size, no repeats, permutation equivariant, seeded.
 
 Plus each strategy's own promise (kcenter's greedy max-min, typiclust's one pick per
-cluster, badge's spread in gradient space, auto's switch), chunked equals whole for every
-blocked computation, and the batch-selection speed at 60k items.
+cluster, probcover's coverage, badge's spread in gradient space, auto's switch), chunked
+equals whole for every blocked computation, and the batch-selection speed at 60k items.
 """
 
 from __future__ import annotations
@@ -156,11 +156,11 @@ def test_typicality_is_positive_and_chunked_equals_whole(seed: int, n: int, chun
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(2, 60), labeled=st.integers(0, 20),
        chunk=st.integers(1, 9))
-def test_kcenter_and_typiclust_chunked_equal_whole(seed: int, n: int, labeled: int,
+def test_kcenter_typiclust_and_probcover_chunked_equal_whole(seed: int, n: int, labeled: int,
                                                    chunk: int) -> None:
     c = candidates(n=n, seed=seed, labeled=labeled)
     k = min(n, 6)
-    for fn in (S.kcenter, S.typiclust):
+    for fn in (S.kcenter, S.typiclust, S.probcover):
         whole = fn(c, k, np.random.default_rng(seed))
         assert np.array_equal(fn(c, k, np.random.default_rng(seed), chunk=chunk), whole)
 
@@ -242,6 +242,43 @@ def test_typiclust_goes_to_the_uncovered_blobs() -> None:
     c = make(np.full((len(ids), 3), 1 / 3), emb, labeled)
     pick = S.select("typiclust", c, 3, seed=0)
     assert sorted(ids[pick].tolist()) == [1, 2, 4]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(2, 50), chunk=st.integers(1, 9))
+def test_impure_radius_and_ball_graph_equal_brute_force_and_chunked_whole(
+        seed: int, n: int, chunk: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    cluster = rng.integers(3, size=n)
+    d = ((x[:, None] - x[None]) ** 2).sum(-1)  # (n, n)
+    other = np.where(cluster[:, None] != cluster[None], d, np.inf).min(1)
+    np.testing.assert_allclose(S.impure_sq_radius(x, cluster, chunk), other, rtol=1e-9,
+                               atol=1e-9)
+    r = float(np.median(d))
+    ball = S.ball_graph(x, r, chunk).toarray()
+    near = (d <= r) | np.eye(n, dtype=bool)
+    edge = np.abs(d - r) < 1e-9  # on the boundary rounding may go either way
+    assert np.array_equal(ball[~edge], near[~edge]) and ball.diagonal().all()
+
+
+def test_probcover_covers_every_blob_once_at_the_cold_start() -> None:
+    emb, ids = blobs([40, 25, 60, 30, 50], seed=1)
+    c = make(np.full((len(ids), 5), 1 / 5), emb)
+    pick = S.select("probcover", c, 5, seed=0)
+    assert sorted(ids[pick].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_probcover_goes_to_the_uncovered_blobs_then_fills_at_random() -> None:
+    emb, ids = blobs([40, 40, 40, 40, 40], seed=2)
+    labeled = np.vstack([emb[ids == 0][:2], emb[ids == 3][:1]])
+    c = make(np.full((len(ids), 5), 1 / 5), emb, labeled)
+    pick = S.select("probcover", c, 3, seed=0)
+    assert sorted(ids[pick].tolist()) == [1, 2, 4]
+    more = S.select("probcover", c, 8, seed=0)  # 3 cover the rest: 5 more at random
+    assert len(set(more.tolist())) == 8 and sorted(ids[more[:3]].tolist()) == [1, 2, 4]
+    sampled = S.probcover(c, 3, np.random.default_rng(0), sample=100)  # graph on 100 of 200
+    assert sorted(ids[sampled].tolist()) == [1, 2, 4]
 
 
 def test_badge_spreads_over_gradient_blobs_starting_from_the_longest_gradient() -> None:
