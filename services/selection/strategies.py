@@ -327,14 +327,17 @@ def probcover(c: Candidates, k: int, rng: np.random.Generator, chunk: int = CHUN
     rest of the batch is drawn at random. Needs no model: a cold-start strategy.
 
     The graph holds every pair's distance once, so above ``sample`` candidates it is built
-    on that many drawn at random (and the labeled items): ~4 s at 20k on one core.
+    on that many drawn at random (and the labeled items): 4.2 s from 60k on one core.
+    On Fashion-MNIST it is 6-12 points under ``typiclust`` at 40-120 labels: its radius
+    is small there and its picks crowd into the densest classes (README, Label efficiency).
     """
     if len(c) > sample:
         idx = np.sort(rng.choice(len(c), sample, replace=False))  # (sample,)
         return idx[probcover(c.take(idx), k, rng, chunk, purity, sample)]
     n = len(c)
-    x = np.vstack([c.space, c.labeled_space]).astype(np.float64)  # (N + L, D); float32
-    cluster = kmeans(x, c.probs.shape[1], rng)  # (N + L,)  would round per block size
+    # (N + L, D) in float64: float32 distances round differently per block size
+    x = np.vstack([c.space, c.labeled_space]).astype(np.float64)
+    cluster = kmeans(x, c.probs.shape[1], rng)  # (N + L,)
     radius = float(np.quantile(impure_sq_radius(x, cluster, chunk), 1.0 - purity,
                                method="lower"))  # inf when every item shares a cluster
     ball = ball_graph(x, radius, chunk)  # (N + L, N + L)
