@@ -257,9 +257,10 @@ def test_impure_radius_and_ball_graph_equal_brute_force_and_chunked_whole(
                                atol=1e-9)
     r = float(np.median(d))
     ball = S.ball_graph(x, r, chunk).toarray()
-    near = (d <= r) | np.eye(n, dtype=bool)
+    near = (d < r) | np.eye(n, dtype=bool)
     edge = np.abs(d - r) < 1e-9  # on the boundary rounding may go either way
     assert np.array_equal(ball[~edge], near[~edge]) and ball.diagonal().all()
+    assert np.array_equal(ball, ball.T)
 
 
 def test_probcover_covers_every_blob_once_at_the_cold_start() -> None:
