@@ -347,10 +347,11 @@ def probcover(c: Candidates, k: int, rng: np.random.Generator, chunk: int = CHUN
     ball = ball_graph(x, radius, chunk)  # (N + L, N + L)
     uncovered = np.ones(len(x))
     uncovered[ball[n:].indices] = 0.0  # what the labeled items' balls hold
+    candidate_balls = ball[:n]  # (N, N + L), sliced once
     jitter = rng.random(n) * 1e-6  # ties broken at random
     picks: list[int] = []
     for _ in range(k):
-        gain = ball[:n] @ uncovered + jitter  # (N,) uncovered items each ball would cover
+        gain = candidate_balls @ uncovered + jitter  # (N,) uncovered items each would cover
         gain[picks] = -1.0
         if gain.max() < 1.0:
             break
