@@ -131,24 +131,31 @@ def typicality(x: np.ndarray, chunk: int = CHUNK, neighbours: int = 20) -> np.nd
     """Inverse mean distance to the nearest neighbours: (N, D) -> (N,), all > 0.
 
     Uses min(neighbours, N // 2) neighbours (TypiClust); rows run in blocks so that a
-    block holds at most chunk**2 distances.
+    block holds at most chunk**2 distances. The block's matrix product only shortlists the
+    neighbours: their distances are then taken directly, ||x_i - x_j||, which is the same
+    float for (i, j) and (j, i) whatever the block size, so items that are mathematically
+    tied (the two members of a cluster of two) tie exactly and the lowest index wins.
     """
     n = len(x)
     kn = min(neighbours, n // 2)
     if kn == 0:
         return np.ones(n)
-    x = x.astype(np.float64)  # float32 sums round differently per block size: near-ties
-    sq = (x * x).sum(1)  # (N,)  would then flip with ``chunk``
+    x = x.astype(np.float64)
+    sq = (x * x).sum(1)  # (N,)
+    short = min(kn + 2, n - 1)  # a margin for rows whose kn-th neighbour is a near-tie
     rows = max(1, chunk * chunk // n)
     out = np.empty(n)
     for lo in range(0, n, rows):
-        d = x[lo:lo + rows] @ x.T  # (rows, N), then ||x_j||^2 - 2 x_i.x_j
+        d = x[lo:lo + rows] @ x.T  # (rows, N): ||x_j||^2 - 2 x_i.x_j, ranks like distance
         d *= -2.0
         d += sq
         d[np.arange(len(d)), np.arange(lo, lo + len(d))] = np.inf  # not its own neighbour
-        d.partition(kn - 1, axis=1)  # in place: the kn nearest come first
-        near = d[:, :kn] + sq[lo:lo + rows, None]
-        out[lo:lo + rows] = 1.0 / (np.sqrt(np.maximum(near, 0.0)).mean(1) + 1e-12)
+        near = np.argpartition(d, short - 1, axis=1)[:, :short]  # (rows, short)
+        exact = np.empty(near.shape)
+        for j in range(short):  # one neighbour column at a time: (rows, D) memory
+            exact[:, j] = ((x[lo:lo + rows] - x[near[:, j]]) ** 2).sum(1)
+        exact.sort(axis=1)
+        out[lo:lo + rows] = 1.0 / (np.sqrt(exact[:, :kn]).mean(1) + 1e-12)
     return out
 
 

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fogmap.scoring import uncertainty as U
@@ -145,7 +145,7 @@ def test_typicality_is_positive_and_chunked_equals_whole(seed: int, n: int, chun
     x = np.random.default_rng(seed).normal(size=(n, 3))
     whole = S.typicality(x)
     assert whole.shape == (n,) and np.all(whole > 0) and np.all(np.isfinite(whole))
-    np.testing.assert_allclose(S.typicality(x, chunk), whole, rtol=1e-9)
+    assert np.array_equal(S.typicality(x, chunk), whole)
     kn = min(20, n // 2)
     if kn:
         d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)) + np.diag(np.full(n, np.inf))
@@ -153,9 +153,26 @@ def test_typicality_is_positive_and_chunked_equals_whole(seed: int, n: int, chun
         np.testing.assert_allclose(whole, brute, rtol=1e-6)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 12), chunk=st.integers(1, 12))
+def test_typicality_ties_exactly_where_the_geometry_ties(seed: int, n: int, chunk: int
+                                                        ) -> None:
+    """Mirror images have the same neighbour distances: their typicality must be the same
+    float whatever the block size, or TypiClust's pick flips with ``chunk`` (CI, stop 24)."""
+    half = np.random.default_rng(seed).normal(size=(n, 5)) * 10 ** np.random.default_rng(
+        seed).uniform(-3, 3)
+    x = np.vstack([half, -half])  # row i and row n + i are mirror images through 0
+    t = S.typicality(x, chunk)
+    assert np.array_equal(t[:n], t[n:])
+    for pair in np.random.default_rng(seed).normal(size=(40, 2, 7)):  # clusters of two
+        t = S.typicality(pair, chunk)
+        assert t[0] == t[1]
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(2, 60), labeled=st.integers(0, 20),
        chunk=st.integers(1, 9))
+@example(seed=435, n=11, labeled=8, chunk=1)  # a cluster of two: CI, stop 24
 def test_kcenter_typiclust_and_probcover_chunked_equal_whole(seed: int, n: int, labeled: int,
                                                    chunk: int) -> None:
     c = candidates(n=n, seed=seed, labeled=labeled)
