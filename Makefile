@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint schemas clean
+.PHONY: install run test fuzz bench lint schemas clean
 
 install: $(STAMP)
 
@@ -23,6 +23,13 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The property tests under fresh random examples, once per seed (make test pins them).
+FUZZ_SEEDS ?= 20
+fuzz: install
+	for s in $$(seq 1 $(FUZZ_SEEDS)); do echo "hypothesis seed $$s"; \
+	  FOGMAP_HYPOTHESIS=fuzz $(BIN)/python -m pytest -q -x -p no:cacheprovider \
+	    --hypothesis-seed=$$s tests/unit || exit 1; done
 
 # The label-efficiency benchmark (hours on 2 cores; see its docstring for a GPU run and
 # quick checks), e.g. make bench BENCH_ARGS="--pool 3000 --budget 60 --seeds 0".

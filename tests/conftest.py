@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from fogmap.core.settings import Settings
+
+# `make test` (and so CI) tries the same property-test examples every run: a rare case
+# cannot fail one CI run and pass the next. `make fuzz` draws fresh examples under many
+# seeds (profile "fuzz"); a failure there prints the @example to pin into the test.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("fuzz", derandomize=False, database=None)
+hypothesis_settings.load_profile(os.environ.get("FOGMAP_HYPOTHESIS", "ci"))
 
 
 def free_port() -> int:
