@@ -26,10 +26,11 @@ test: install
 
 # The property tests under fresh random examples, once per seed (make test pins them).
 FUZZ_SEEDS ?= 20
+PROPERTY_TESTS = $(shell grep -l '^from hypothesis' tests/unit/*.py)
 fuzz: install
 	for s in $$(seq 1 $(FUZZ_SEEDS)); do echo "hypothesis seed $$s"; \
 	  FOGMAP_HYPOTHESIS=fuzz $(BIN)/python -m pytest -q -x -p no:cacheprovider \
-	    --hypothesis-seed=$$s tests/unit || exit 1; done
+	    -m 'not slow' --hypothesis-seed=$$s $(PROPERTY_TESTS) || exit 1; done
 
 # The label-efficiency benchmark (hours on 2 cores; see its docstring for a GPU run and
 # quick checks), e.g. make bench BENCH_ARGS="--pool 3000 --budget 60 --seeds 0".
