@@ -29,7 +29,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 
 CHUNK = 2048  # a distance block holds at most CHUNK**2 floats (16 MiB in float32)
-TYPICAL_UNTIL, UNCERTAIN_FROM = 5, 10  # auto's switch, in labels per class
+TYPICAL_UNTIL, UNCERTAIN_FROM = 5, 10  # typiclust-margin's switch, in labels per class
 
 
 @dataclass(frozen=True)
@@ -368,6 +368,58 @@ def probcover(c: Candidates, k: int, rng: np.random.Generator, chunk: int = CHUN
     return fill(picks, rng.permutation(n), k)
 
 
+def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = True,
+            sample: int = 6_000, chunk: int = CHUNK) -> np.ndarray:
+    """Uncertainty herding (Bae et al. 2025); MaxHerding (Bae et al. 2024) unweighted.
+
+    Greedy maximum of the weighted coverage sum_x w(x) max_s K(x, s) over a ``sample``
+    of the pool drawn at random, s running over the labeled items and the picks: K is a
+    Gaussian kernel in :attr:`Candidates.space` whose squared bandwidth is the median
+    squared distance from the sample to L + k of its items drawn at random (the scale at
+    which L + k items tile it), w the margin score (1 when not ``weighted``). With few
+    labels the model's margins are high everywhere and the picks cover the pool, typical
+    items first; as the model firms up they cover its close calls. Each pick is the
+    sampled item of greatest gain; gains are updated only where the pick raised coverage.
+    """
+    n = len(c)
+    idx = np.sort(rng.choice(n, min(n, sample), replace=False))  # (M,)
+    x = c.space[idx].astype(np.float32)
+    lab = c.labeled_space.astype(np.float32)
+    ref = x[rng.choice(len(x), min(len(x), len(lab) + k), replace=False)]
+    s2 = float(np.median(min_sq_dist(x, ref))) or 1.0
+    kern = sq_dist(x, x)  # (M, M), turned into the kernel in place
+    np.negative(kern, out=kern)
+    kern /= s2
+    np.exp(kern, out=kern)
+    covered = (np.exp(-min_sq_dist(x, lab) / s2) if len(lab) else np.zeros(len(x))
+               ).astype(np.float32)  # (M,) each sampled item's coverage so far
+    w = (c.margin[idx] if weighted else np.ones(len(x))).astype(np.float32)
+    if not w.max() > 0:  # no uncertainty at all (no model yet): every item weighs the same
+        w[:] = 1.0
+    gain = np.empty(len(x))  # (M,) sum_x w(x) max(0, K(x, i) - covered(x)), by blocks
+    for lo in range(0, len(x), chunk):
+        gain[lo:lo + chunk] = np.maximum(kern[lo:lo + chunk] - covered, 0.0) @ w
+    picks: list[int] = []
+    for _ in range(min(k, len(x))):
+        gain[picks] = -np.inf
+        i = int(np.argmax(gain))
+        picks.append(i)
+        now = np.maximum(covered, kern[i])
+        up = np.flatnonzero(now > covered)  # where the pick raised coverage
+        if len(up):
+            block = kern[:, up]  # (M, U): the gains lose what the pick now covers
+            gain -= (np.maximum(block - covered[up], 0.0)
+                     - np.maximum(block - now[up], 0.0)) @ w[up]
+        covered = now
+    return fill([int(idx[i]) for i in picks], rng.permutation(n), k)
+
+
+def maxherding(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
+    """MaxHerding (Bae et al. 2024): :func:`herding` with every item weighted alike, a
+    kernel coverage that needs no model (a cold-start strategy)."""
+    return herding(c, k, rng, weighted=False)
+
+
 def margin_diverse(c: Candidates, k: int, rng: np.random.Generator,
                    factor: int = 10) -> np.ndarray:
     """The most uncertain item of each of k clusters of the factor*k closest calls.
@@ -383,9 +435,10 @@ def margin_diverse(c: Candidates, k: int, rng: np.random.Generator,
 
 
 def typical_share(labeled: int, classes: int) -> float:
-    """auto's fraction of a batch chosen by typicality, from labels per class: in [0, 1].
+    """typiclust-margin's share of a batch chosen by typicality, from labels per class.
 
-    1 up to TYPICAL_UNTIL labels per class, 0 from UNCERTAIN_FROM, linear between.
+    In [0, 1]: 1 up to TYPICAL_UNTIL labels per class, 0 from UNCERTAIN_FROM, linear
+    between.
     """
     per_class = labeled / max(classes, 1)
     return float(np.clip((UNCERTAIN_FROM - per_class) / (UNCERTAIN_FROM - TYPICAL_UNTIL),
@@ -393,20 +446,20 @@ def typical_share(labeled: int, classes: int) -> float:
 
 
 def auto_split(c: Candidates, k: int) -> tuple[int, int]:
-    """(typical, uncertain) pick counts of an ``auto`` batch of k."""
+    """(typical, uncertain) pick counts of a ``typiclust-margin`` batch of k."""
     typical = round(typical_share(len(c.labeled_embedding), c.probs.shape[1]) * k)
     return typical, k - typical
 
 
-def auto(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
-    """The default: from typicality at the cold start to uncertainty x diversity.
+def typiclust_margin(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
+    """From typicality at the cold start to uncertainty x diversity, by a switch.
 
     With L labels and C classes (b = L / C labels per class) the batch's first
     t = round(k * clip((10 - b) / 5, 0, 1)) picks are ``typiclust`` and the other k - t
     are ``margin-diverse`` among the rest: all typical below 5 labels per class, when a
     model's uncertainty is still noise and typical examples teach the most (Hacohen et
     al. 2022); all uncertainty x diversity from 10 per class; a linear blend between.
-    The rule reads only L, C and k, never the data set.
+    The rule reads only L, C and k, never the data set. ``auto`` until 2026-12-06.
     """
     typical, uncertain = auto_split(c, k)
     first = typiclust(c, typical, rng) if typical else np.array([], dtype=int)
@@ -414,6 +467,20 @@ def auto(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
         return first
     rest = np.setdiff1d(np.arange(len(c)), first)  # (N - t,)
     return np.concatenate([first, rest[margin_diverse(c.take(rest), uncertain, rng)]])
+
+
+def auto(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
+    """The default: uncertainty herding (:func:`herding`), one rule from the cold start
+    to the close calls, with no switch.
+
+    The weights are the current model's margins and the kernel's bandwidth is the scale
+    at which the L labeled items and the k picks tile the pool. With few labels the
+    margins are high nearly everywhere and the picks cover the pool, typical items first
+    (the cold start that TypiClust makes); as the model firms up the weight gathers on
+    its close calls and the picks cover those (uncertainty x diversity). Before any model
+    every item weighs the same. It reads L, k and the margins, never the data set.
+    """
+    return herding(c, k, rng)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -428,18 +495,22 @@ STRATEGIES: dict[str, Strategy] = {
     "badge": badge,
     "typiclust": typiclust,
     "probcover": probcover,
+    "herding": herding,
+    "maxherding": maxherding,
     "margin-diverse": margin_diverse,
+    "typiclust-margin": typiclust_margin,
 }
 
 # Strategies that run without a model: on embeddings alone (or nothing, for random).
-MODEL_FREE = frozenset({"auto", "random", "kcenter", "typiclust", "probcover"})
+MODEL_FREE = frozenset({"auto", "random", "kcenter", "typiclust", "probcover", "maxherding",
+                        "typiclust-margin"})
 
 # Measures a strategy's score is reported as (the number shown to annotators).
 SCORE_FIELD = {"least-confidence": "least_confidence", "margin": "margin",
                "entropy": "entropy", "bald": "bald", "eig": "eig", "random": "entropy",
                "kcenter": "entropy", "badge": "entropy", "typiclust": "entropy",
-               "probcover": "entropy",
-               "margin-diverse": "margin", "auto": "margin"}
+               "probcover": "entropy", "herding": "margin", "maxherding": "entropy",
+               "margin-diverse": "margin", "auto": "margin", "typiclust-margin": "margin"}
 
 
 def content_order(rows: np.ndarray) -> np.ndarray:
@@ -456,9 +527,10 @@ def content_order(rows: np.ndarray) -> np.ndarray:
 
 
 def phases(name: str, c: Candidates, k: int) -> list[str]:
-    """Which strategy chose each of the k picks of :func:`select` (auto mixes two)."""
+    """Which strategy chose each of the k picks of :func:`select` (typiclust-margin mixes
+    two)."""
     k = min(k, len(c))
-    if name != "auto":
+    if name != "typiclust-margin":
         return [name] * k
     typical, uncertain = auto_split(c, k)
     return ["typiclust"] * typical + ["margin-diverse"] * uncertain

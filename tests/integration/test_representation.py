@@ -154,6 +154,24 @@ async def test_cold_start_waits_for_the_representation_and_picks_typical_items(
     assert cand.embedding.shape[1] == 8  # the model's embedding is kept alongside
 
 
+async def test_auto_starts_on_the_representation_alone_and_covers_the_classes(
+        tmp_path: Path, digits: tuple[list[str], np.ndarray, np.ndarray]) -> None:
+    """Before any model every measure is flat at zero: auto (uncertainty herding) then
+    weighs every item alike and covers the PCA map, as typiclust does for margin."""
+    ids, images, classes = digits
+    registry = ModelRegistry(tmp_path / "models")
+    svc = selection(tmp_path, registry, strategy="auto")
+    await add_pool(svc, ids)
+    await sel.register(svc, len(ids))
+    assert sel.proposals(svc) == []  # it waits for the representation
+    await svc.on_models([encoder_event(registry, "r0001", ids, pca_vectors(images))])
+    [batch] = sel.proposals(svc)
+    assert batch.strategy == "auto" and batch.model_version is None
+    row = {i: n for n, i in enumerate(ids)}
+    picked = [row[i.item_id] for i in batch.items]
+    assert len(set(picked)) == 10 and len(set(classes[picked].tolist())) >= 9
+
+
 async def test_without_a_representation_the_cold_start_falls_back_to_random(
         tmp_path: Path) -> None:
     svc = selection(tmp_path, ModelRegistry(tmp_path / "models"), strategy="auto",

@@ -123,8 +123,8 @@ async def test_cold_start_with_embeddings_but_no_model_runs_the_strategy(
     assert batch.strategy == strategy and batch.model_version is None
     picked = [int(i.item_id.rsplit("-", 1)[1]) for i in batch.items]
     assert sorted(blob[picked].tolist()) == [0, 1, 2, 3]  # one per blob: diverse
-    if strategy == "auto":
-        assert {i.reason.strategy for i in batch.items} == {"auto:typiclust"}
+    if strategy == "typiclust-margin":
+        assert {i.reason.strategy for i in batch.items} == {"typiclust-margin:typiclust"}
 
 
 async def test_a_strategy_that_needs_a_model_starts_at_random(tmp_path: Path) -> None:
@@ -163,14 +163,14 @@ async def test_every_strategy_proposes_a_valid_batch_after_a_model(tmp_path: Pat
         assert len(it.reason.neighbours) == 3  # the nearest labeled items, for context
 
 
-async def test_auto_turns_to_uncertainty_once_labels_accumulate(tmp_path: Path) -> None:
+async def test_typiclust_margin_turns_to_uncertainty_once_labels_accumulate(tmp_path: Path) -> None:
     n = 200
     emb, _, probs = pool(n)
-    svc = service(tmp_path, "auto")
+    svc = service(tmp_path, "typiclust-margin")
     await ingest(svc, n)
     await register(svc, n)
     await label(svc, list(range(S.UNCERTAIN_FROM * CLASSES)))
     await svc.on_predictions([*scored(emb, probs, "v0002"),
                               *envs(PoolScored(model_version="v0002", items=n, seconds=1.0))])
     batch = proposals(svc)[-1]
-    assert {i.reason.strategy for i in batch.items} == {"auto:margin-diverse"}
+    assert {i.reason.strategy for i in batch.items} == {"typiclust-margin:margin-diverse"}

@@ -1,8 +1,9 @@
 """Query strategies are pure: right size, no repeats, permutation equivariant, seeded.
 
 Plus each strategy's own promise (kcenter's greedy max-min, typiclust's one pick per
-cluster, probcover's coverage, badge's spread in gradient space, auto's switch), chunked
-equals whole for every blocked computation, and the batch-selection speed at 60k items.
+cluster, probcover's coverage, herding's greatest coverage gain, badge's spread in
+gradient space, typiclust-margin's switch), chunked equals whole for every blocked
+computation, and the batch-selection speed at 60k items.
 """
 
 from __future__ import annotations
@@ -299,6 +300,59 @@ def test_probcover_goes_to_the_uncovered_blobs_then_fills_at_random() -> None:
     assert sorted(ids[sampled].tolist()) == [1, 2, 4]
 
 
+def herding_gain(kern: np.ndarray, w: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Every item's gain in weighted coverage, recomputed in full: (M,)."""
+    return (np.maximum(kern - covered, 0.0) * w).sum(1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(2, 80), labeled=st.integers(0, 10),
+       k=st.integers(1, 12), weighted=st.booleans())
+def test_herding_picks_the_greatest_coverage_gain_every_time(seed: int, n: int,
+                                                             labeled: int, k: int,
+                                                             weighted: bool) -> None:
+    """herding updates its gains incrementally; each pick must still be the best one by
+    the gains recomputed from scratch (sum_x w(x) max(0, K(x, i) - covered(x)))."""
+    c = candidates(n=n, seed=seed, labeled=labeled)
+    rng = np.random.default_rng(seed)
+    pick = S.herding(c, k, rng, weighted=weighted)
+    assert len(set(pick.tolist())) == min(k, n)
+    x, lab = c.space.astype(np.float32), c.labeled_space.astype(np.float32)
+    redraw = np.random.default_rng(seed)
+    redraw.choice(n, n, replace=False)  # herding's sample: all n, as n is under 6,000
+    ref = x[redraw.choice(n, min(n, labeled + k), replace=False)]
+    s2 = float(np.median(S.min_sq_dist(x, ref))) or 1.0  # herding's bandwidth, redrawn
+    kern = np.exp(-S.sq_dist(x, x).astype(np.float64) / s2)
+    covered = np.exp(-S.min_sq_dist(x, lab) / s2) if labeled else np.zeros(n)
+    w = c.margin if weighted else np.ones(n)
+    for i in pick[:min(k, n)]:
+        gain = herding_gain(kern, w, covered)
+        gain[pick[:list(pick).index(i)]] = -np.inf
+        assert gain[i] >= gain.max() - 1e-4 * max(1.0, gain.max())
+        covered = np.maximum(covered, kern[i])
+
+
+def test_maxherding_covers_every_blob_before_a_second_pick_in_any() -> None:
+    emb, ids = blobs([60, 40, 30, 20, 10], seed=4)
+    c = make(np.full((len(ids), 5), 1 / 5), emb)
+    assert sorted(ids[S.select("maxherding", c, 5, seed=0)].tolist()) == [0, 1, 2, 3, 4]
+    labeled = np.vstack([emb[ids == 0][:1], emb[ids == 2][:1]])  # blobs 0 and 2 covered
+    c = make(np.full((len(ids), 5), 1 / 5), emb, labeled)
+    assert sorted(ids[S.select("maxherding", c, 3, seed=0)].tolist()) == [1, 3, 4]
+
+
+def test_herding_goes_where_the_uncertainty_is() -> None:
+    """Two blobs of the same size: the model is sure of one and torn on the other. The
+    uncertainty-weighted coverage starts with the torn blob; the unweighted one
+    (maxherding) takes one of each."""
+    emb, ids = blobs([50, 50], seed=5)
+    probs = np.where(ids[:, None] == 0, [0.98, 0.01, 0.01], [0.4, 0.38, 0.22])
+    for seed in range(5):
+        assert ids[S.select("herding", make(probs, emb), 1, seed=seed)].tolist() == [1]
+        assert sorted(ids[S.select("maxherding", make(probs, emb), 2, seed=seed)
+                          ].tolist()) == [0, 1]
+
+
 def test_badge_spreads_over_gradient_blobs_starting_from_the_longest_gradient() -> None:
     """Two embedding blobs x two predicted classes: four blobs in gradient space."""
     emb, blob = blobs([40, 40], seed=3)
@@ -325,19 +379,36 @@ def test_margin_diverse_takes_one_close_call_per_cluster() -> None:
         assert c.margin[i] == c.margin[ids == ids[i]].max()
 
 
-def test_auto_moves_from_typicality_to_uncertainty_as_labels_accumulate() -> None:
+def test_typiclust_margin_moves_from_typicality_to_uncertainty_as_labels_accumulate(
+        ) -> None:
     classes, k = 5, 10
     same = {0: "typiclust", S.TYPICAL_UNTIL * classes: "typiclust",
             S.UNCERTAIN_FROM * classes: "margin-diverse", 100 * classes: "margin-diverse"}
     for labeled, name in same.items():
         c = candidates(n=300, seed=5, classes=classes, labeled=labeled)
-        assert S.phases("auto", c, k) == [name] * k
-        assert np.array_equal(S.select("auto", c, k, seed=3), S.select(name, c, k, seed=3))
+        assert S.phases("typiclust-margin", c, k) == [name] * k
+        assert np.array_equal(S.select("typiclust-margin", c, k, seed=3),
+                              S.select(name, c, k, seed=3))
     middle = candidates(n=300, seed=5, classes=classes, labeled=(5 + 10) * classes // 2)
-    assert S.phases("auto", middle, k) == ["typiclust"] * 5 + ["margin-diverse"] * 5
-    pick = S.select("auto", middle, k, seed=3)
+    assert S.phases("typiclust-margin", middle, k) == ["typiclust"] * 5 + ["margin-diverse"] * 5
+    pick = S.select("typiclust-margin", middle, k, seed=3)
     assert np.array_equal(pick[:5], S.select("typiclust", middle, 5, seed=3))
     assert len(set(pick.tolist())) == k
+
+
+def test_auto_is_uncertainty_herding_and_covers_the_pool_before_any_model() -> None:
+    """auto is herding; before any model (every measure flat at zero: no uncertainty) it
+    weighs every item alike, so it covers every blob as maxherding does."""
+    for labeled in (0, 5, 50):
+        c = candidates(n=200, seed=7, labeled=labeled)
+        assert np.array_equal(S.select("auto", c, 10, seed=1), S.select("herding", c, 10, seed=1))
+        assert S.phases("auto", c, 10) == ["auto"] * 10
+    emb, ids = blobs([60, 40, 30, 20, 10], seed=4)
+    flat = S.Candidates(**{**make(np.full((len(ids), 5), 1 / 5), emb).__dict__,
+                           "margin": np.zeros(len(ids))})
+    assert sorted(ids[S.select("auto", flat, 5, seed=0)].tolist()) == [0, 1, 2, 3, 4]
+    assert np.array_equal(S.select("auto", flat, 5, seed=0),
+                          S.select("maxherding", flat, 5, seed=0))
 
 
 def test_groups_put_look_alikes_together() -> None:
@@ -395,7 +466,7 @@ def test_diversity_runs_in_the_label_free_representation_when_given() -> None:
     moved = S.Candidates(**{**with_rep.take(perm).__dict__,
                             "labeled_embedding": with_rep.labeled_embedding,
                             "labeled_representation": with_rep.labeled_representation})
-    for name in ("kcenter", "typiclust", "auto", "margin-diverse"):
+    for name in ("kcenter", "typiclust", "auto", "typiclust-margin", "margin-diverse"):
         assert np.array_equal(perm[S.select(name, moved, 5, seed=2)],
                               S.select(name, with_rep, 5, seed=2))
     with pytest.raises(ValueError, match="together"):
