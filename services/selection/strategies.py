@@ -391,8 +391,8 @@ def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = Tr
     np.negative(kern, out=kern)
     kern /= s2
     np.exp(kern, out=kern)
-    covered = (np.exp(-min_sq_dist(x, lab) / s2) if len(lab) else np.zeros(len(x))
-               ).astype(np.float32)  # (M,) each sampled item's coverage so far
+    # (M,) each sampled item's coverage so far (0 with no labels: the distance is inf)
+    covered = np.exp(-min_sq_dist(x, lab) / s2).astype(np.float32)
     w = (c.margin[idx] if weighted else np.ones(len(x))).astype(np.float32)
     if not w.max() > 0:  # no uncertainty at all (no model yet): every item weighs the same
         w[:] = 1.0
@@ -445,7 +445,7 @@ def typical_share(labeled: int, classes: int) -> float:
                          0.0, 1.0))
 
 
-def auto_split(c: Candidates, k: int) -> tuple[int, int]:
+def typiclust_margin_split(c: Candidates, k: int) -> tuple[int, int]:
     """(typical, uncertain) pick counts of a ``typiclust-margin`` batch of k."""
     typical = round(typical_share(len(c.labeled_embedding), c.probs.shape[1]) * k)
     return typical, k - typical
@@ -461,7 +461,7 @@ def typiclust_margin(c: Candidates, k: int, rng: np.random.Generator) -> np.ndar
     al. 2022); all uncertainty x diversity from 10 per class; a linear blend between.
     The rule reads only L, C and k, never the data set. ``auto`` until 2026-12-06.
     """
-    typical, uncertain = auto_split(c, k)
+    typical, uncertain = typiclust_margin_split(c, k)
     first = typiclust(c, typical, rng) if typical else np.array([], dtype=int)
     if not uncertain:
         return first
@@ -532,7 +532,7 @@ def phases(name: str, c: Candidates, k: int) -> list[str]:
     k = min(k, len(c))
     if name != "typiclust-margin":
         return [name] * k
-    typical, uncertain = auto_split(c, k)
+    typical, uncertain = typiclust_margin_split(c, k)
     return ["typiclust"] * typical + ["margin-diverse"] * uncertain
 
 
