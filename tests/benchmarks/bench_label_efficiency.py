@@ -15,8 +15,8 @@ all with the same network and recipe (``FogNet`` trained from scratch each round
 ``fogmap.training.trainer.train`` with the production ``TrainingSettings()``), the same
 20 random initial labels per seed, batches of 20, a budget of 1,000 labels (50 trained
 models per run) and seeds 0, 1, 2. Every strategy that measures diversity (fogmap's
-kcenter, typiclust, probcover, herding, maxherding, margin-diverse, typiclust-margin and
-auto; the peers' CoreSet and TypiClust) gets the
+kcenter, typiclust, probcover, herding, herding-wide, maxherding, margin-diverse,
+typiclust-margin and auto; the peers' CoreSet and TypiClust) gets the
 same label-free representation: the 32-d embedding of FogNet's encoder pretrained
 without labels on the pool (``fogmap.training.pretrain``), as the running services use.
 badge (both) works in the model's own gradient embedding, as the method defines.
@@ -41,7 +41,10 @@ their ratio to random's, random's curve taken past the budget by ``--random-curv
 ``--random-sizes`` run's file), which also gives the goal's random labels to 85%.
 Writes ``report.md`` and ``report.json`` (and one ``runs/<strategy>__s<seed>.jsonl`` per
 run, a line per round, so an interrupted benchmark keeps what it measured) under
-``--out``.
+``--out``. The report also checks round 0, whose model every strategy of a seed trains
+on the same labels: runs of a seed that differ there were made on different numerics
+(host, threads, encoder build), and the report names them (``round0_mismatch``), since
+their gap holds that drift as well as the strategies' difference.
 
 Run from the repository root (``make bench`` installs the ``bench`` extra first)::
 
@@ -452,6 +455,21 @@ def summarize(rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
     return out
 
 
+def round0_mismatch(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Seeds whose runs disagree at round 0, with each strategy's round-0 accuracy.
+
+    Every strategy of a seed trains its first model on the same initial labels with the
+    same recipe, so round 0 is a fingerprint of the numerics (host, threads, encoder): runs
+    that differ there were made on different setups, and their per-seed gap carries that
+    drift as well as the strategies' difference.
+    """
+    first: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if r["round"] == 0:
+            first.setdefault(r["seed"], {})[r["strategy"]] = r["accuracy"]
+    return {seed: acc for seed, acc in sorted(first.items()) if len(set(acc.values())) > 1}
+
+
 def earlier_meta(path: Path, default: dict[str, Any]) -> dict[str, Any]:
     """The meta of the report already in ``--out`` (device, representation, ...) that
     ``--report-only`` rewrites; the command line's where there is none yet (a runs folder
@@ -592,6 +610,14 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"random {num(g['random_labels_to_85'])}, ratio {num(g['labels_to_85_ratio'])} "
         f"(goal: at most 0.5).",
     ]
+    odd = meta.get("round0_mismatch") or {}
+    lines += ["", "Round 0 (the same initial labels for every strategy): " + (
+        "the same accuracy in every run of a seed, one numeric setup." if not odd else
+        "differs for " + "; ".join(
+            f"seed {seed} (" + ", ".join(f"{n} {100 * a:.2f}" for n, a in acc.items()) + ")"
+            for seed, acc in odd.items())
+        + ": those runs were made on different setups (host, threads, encoder), so their "
+        "per-seed gaps carry that drift too.")]
     saved = meta.get("savings")
     if saved:
         head = "| labels to reach | " + " | ".join(f"{t}%" for t in saved["targets"]) + " |"
@@ -619,7 +645,8 @@ def report(out: Path, runs: Path | list[Path], meta: dict[str, Any],
     summary = summarize(rows, meta["budget"])
     past = meta.get("random_curve")
     saved = savings(summary, Path(past) if past else None)
-    meta = {**meta, "savings": saved, "goals": goals(summary, saved)}
+    meta = {**meta, "savings": saved, "goals": goals(summary, saved),
+            "round0_mismatch": round0_mismatch(rows)}
     (out / "report.json").write_text(json.dumps({"meta": meta, "strategies": summary,
                                                  "rounds": rows}, indent=1))
     text = markdown(summary, meta)

@@ -148,3 +148,15 @@ def test_several_sources_are_tabled_together_and_a_run_in_two_stops_it(
     assert json.loads((recorded / "o" / "report.json").read_text()) == both  # untouched
     with pytest.raises(SystemExit):  # several are read, never written to
         load_bench().main(["--runs", sources, "--out", str(recorded / "w")])
+
+
+def test_runs_of_one_seed_that_start_apart_are_flagged(recorded: Path) -> None:
+    """Every strategy of a seed starts from the same labels and recipe, so round 0 must
+    agree; a run made on other numerics (another host) is named in the report."""
+    assert report(recorded, "--seeds", "0,1")["round0_mismatch"] == {}
+    assert "one numeric setup" in (recorded / "o" / "report.md").read_text()
+    write(recorded / "runs", "auto", 1, [0.49, *curve(0.50, 0.86)[1:]])
+    meta = report(recorded, "--seeds", "0,1")
+    assert meta["round0_mismatch"] == {"1": {"auto": 0.49, "random": 0.5}}
+    text = (recorded / "o" / "report.md").read_text()
+    assert "differs for seed 1 (auto 49.00, random 50.00)" in text
