@@ -305,31 +305,40 @@ def herding_gain(kern: np.ndarray, w: np.ndarray, covered: np.ndarray) -> np.nda
     return (np.maximum(kern - covered, 0.0) * w).sum(1)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(2, 80), labeled=st.integers(0, 10),
-       k=st.integers(1, 12), weighted=st.booleans())
-def test_herding_picks_the_greatest_coverage_gain_every_time(seed: int, n: int,
-                                                             labeled: int, k: int,
-                                                             weighted: bool) -> None:
-    """herding updates its gains incrementally; each pick must still be the best one by
-    the gains recomputed from scratch (sum_x w(x) max(0, K(x, i) - covered(x)))."""
+       k=st.integers(1, 12), weighted=st.booleans(), sample=st.integers(1, 100),
+       widen=st.booleans())
+def test_herding_picks_the_greatest_coverage_gain_every_time(
+        seed: int, n: int, labeled: int, k: int, weighted: bool, sample: int,
+        widen: bool) -> None:
+    """herding updates its gains incrementally; each pick must still be the best
+    candidate by the gains recomputed from scratch (sum_x w(x) max(0, K(x, i) -
+    covered(x)), x over the sample), the candidates being the sample and, widened, the
+    pool's ``sample`` highest margins as well."""
     c = candidates(n=n, seed=seed, labeled=labeled)
-    rng = np.random.default_rng(seed)
-    pick = S.herding(c, k, rng, weighted=weighted)
+    pick = S.herding(c, k, np.random.default_rng(seed), weighted=weighted, sample=sample,
+                     widen=widen)
     assert len(set(pick.tolist())) == min(k, n)
-    x, lab = c.space.astype(np.float32), c.labeled_space.astype(np.float32)
-    redraw = np.random.default_rng(seed)
-    redraw.choice(n, n, replace=False)  # herding's sample: all n, as n is under 6,000
-    ref = x[redraw.choice(n, min(n, labeled + k), replace=False)]
-    s2 = float(np.median(S.min_sq_dist(x, ref))) or 1.0  # herding's bandwidth, redrawn
-    kern = np.exp(-S.sq_dist(x, x).astype(np.float64) / s2)
-    covered = np.exp(-S.min_sq_dist(x, lab) / s2) if labeled else np.zeros(n)
-    w = c.margin if weighted else np.ones(n)
-    for i in pick[:min(k, n)]:
+    redraw = np.random.default_rng(seed)  # herding's draws, redone in the same order
+    idx = np.sort(redraw.choice(n, min(n, sample), replace=False))
+    x, lab = c.space[idx].astype(np.float32), c.labeled_space.astype(np.float32)
+    ref = x[redraw.choice(len(x), min(len(x), labeled + k), replace=False)]
+    s2 = float(np.median(S.min_sq_dist(x, ref))) or 1.0  # herding's bandwidth
+    cand = idx
+    if widen and weighted:
+        cand = np.union1d(idx, S.top_k(c.margin, min(n, sample), redraw))
+    kern = np.exp(-S.sq_dist(c.space[cand].astype(np.float32), x).astype(np.float64) / s2)
+    covered = np.exp(-S.min_sq_dist(x, lab) / s2) if labeled else np.zeros(len(x))
+    w = c.margin[idx] if weighted else np.ones(len(x))
+    greedy = pick[:min(k, len(cand))]
+    assert set(greedy.tolist()) <= set(cand.tolist())  # the rest fill in at random
+    row = {int(j): r for r, j in enumerate(cand)}
+    for done, i in enumerate(greedy):
         gain = herding_gain(kern, w, covered)
-        gain[pick[:list(pick).index(i)]] = -np.inf
-        assert gain[i] >= gain.max() - 1e-4 * max(1.0, gain.max())
-        covered = np.maximum(covered, kern[i])
+        gain[[row[int(j)] for j in greedy[:done]]] = -np.inf
+        assert gain[row[int(i)]] >= gain.max() - 1e-4 * max(1.0, gain.max())
+        covered = np.maximum(covered, kern[row[int(i)]])
 
 
 def test_maxherding_covers_every_blob_before_a_second_pick_in_any() -> None:
