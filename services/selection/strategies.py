@@ -429,8 +429,8 @@ def maxherding(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
 
 def herding_wide(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
     """:func:`herding` whose greedy step also weighs the pool's most uncertain items, not
-    only the sample's. Measured beside herding on Fashion-MNIST (README, Label
-    efficiency): no better, so auto stays plain herding."""
+    only the sample's. Over five seeds on Fashion-MNIST (README, Label efficiency) it
+    scored 81.3 AUBC against herding's 81.4 and selects ~2x slower: auto stays herding."""
     return herding(c, k, rng, widen=True)
 
 
