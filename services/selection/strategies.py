@@ -394,12 +394,13 @@ def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = Tr
     # (M,) each sampled item's coverage so far (0 with no labels: the distance is inf)
     covered = np.exp(-min_sq_dist(x, lab) / s2).astype(np.float32)
     w = (c.margin[idx] if weighted else np.ones(len(x))).astype(np.float32)
+    cand, xc = idx, x  # (P,) the candidates' pool indices, (P, R) their points
     if not w.max() > 0:  # no uncertainty at all (no model yet): every item weighs the same
         w[:] = 1.0
-        widen = False
-    cand = (np.union1d(idx, top_k(c.margin, min(n, sample), rng)) if widen and weighted
-            else idx)  # (P,) candidate pool indices
-    kern = sq_dist(c.space[cand].astype(np.float32), x)  # (P, M), made the kernel in place
+    elif widen and weighted:
+        cand = np.union1d(idx, top_k(c.margin, min(n, sample), rng))
+        xc = c.space[cand].astype(np.float32)
+    kern = sq_dist(xc, x)  # (P, M), made the kernel in place
     np.negative(kern, out=kern)
     kern /= s2
     np.exp(kern, out=kern)
