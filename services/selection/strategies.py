@@ -8,7 +8,8 @@ C classes, D embedding dimensions, L labeled items.
 * diversity: ``kcenter`` (core-set), ``typiclust`` (typical points of uncovered clusters);
 * both: ``badge`` (k-means++ in gradient space), ``margin-diverse`` (one per cluster of
   the most uncertain), ``herding`` (margin-weighted kernel coverage) and ``herding-wide``
-  (the same, its candidates widened by the pool's closest calls);
+  (the same, its candidates widened by the pool's closest calls) and ``herding-12k``
+  (the same on twice the sample);
 * ``auto`` (the default): typicality at the cold start, uncertainty x diversity later;
 * ``random``, the baseline.
 
@@ -369,6 +370,24 @@ def probcover(c: Candidates, k: int, rng: np.random.Generator, chunk: int = CHUN
     return fill(picks, rng.permutation(n), k)
 
 
+def tiling_sq_scale(x: np.ndarray, ref: np.ndarray) -> float:
+    """The median squared distance from the rows of x (M, D) to the nearest of its rows
+    ``ref`` (R,), those counted as 0: the squared scale at which R of M items tile them.
+
+    When R >= M / 2 that median is 0, so the scale is the median over the other rows
+    alone (1.0 when none is left or they all sit on a reference row). Exact zeros rather
+    than computed self-distances: float32 rounding leaves those at ~1e-5, which would
+    otherwise set the scale when half the rows are references.
+    """
+    d = min_sq_dist(x, x[ref])  # (M,)
+    d[ref] = 0.0
+    scale = float(np.median(d))
+    if scale > 0:
+        return scale
+    rest = np.delete(d, ref)
+    return float(np.median(rest)) if len(rest) and np.median(rest) > 0 else 1.0
+
+
 def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = True,
             sample: int = 6_000, widen: bool = False, chunk: int = CHUNK) -> np.ndarray:
     """Uncertainty herding (Bae et al. 2025); MaxHerding (Bae et al. 2024) unweighted.
@@ -389,8 +408,7 @@ def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = Tr
     idx = np.sort(rng.choice(n, min(n, sample), replace=False))  # (M,)
     x = c.space[idx].astype(np.float32)
     lab = c.labeled_space.astype(np.float32)
-    ref = x[rng.choice(len(x), min(len(x), len(lab) + k), replace=False)]
-    s2 = float(np.median(min_sq_dist(x, ref))) or 1.0
+    s2 = tiling_sq_scale(x, rng.choice(len(x), min(len(x), len(lab) + k), replace=False))
     # (M,) each sampled item's coverage so far (0 with no labels: the distance is inf)
     covered = np.exp(-min_sq_dist(x, lab) / s2).astype(np.float32)
     w = (c.margin[idx] if weighted else np.ones(len(x))).astype(np.float32)
@@ -433,6 +451,13 @@ def herding_wide(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
     only the sample's. Over five seeds on Fashion-MNIST (README, Label efficiency) it
     scored 81.3 AUBC against herding's 81.4 and selects ~2x slower: auto stays herding."""
     return herding(c, k, rng, widen=True)
+
+
+def herding_12k(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
+    """:func:`herding` on a sample of 12,000 rather than 6,000: each candidate's gain is
+    estimated from twice the sampled neighbours and twice the items are candidates, for
+    ~4x the selection time and memory (a 12,000 x 12,000 kernel, 576 MB in float32)."""
+    return herding(c, k, rng, sample=12_000)
 
 
 def margin_diverse(c: Candidates, k: int, rng: np.random.Generator,
@@ -512,6 +537,7 @@ STRATEGIES: dict[str, Strategy] = {
     "probcover": probcover,
     "herding": herding,
     "herding-wide": herding_wide,
+    "herding-12k": herding_12k,
     "maxherding": maxherding,
     "margin-diverse": margin_diverse,
     "typiclust-margin": typiclust_margin,
@@ -526,6 +552,7 @@ SCORE_FIELD = {"least-confidence": "least_confidence", "margin": "margin",
                "entropy": "entropy", "bald": "bald", "eig": "eig", "random": "entropy",
                "kcenter": "entropy", "badge": "entropy", "typiclust": "entropy",
                "probcover": "entropy", "herding": "margin", "herding-wide": "margin",
+               "herding-12k": "margin",
                "maxherding": "entropy",
                "margin-diverse": "margin", "auto": "margin", "typiclust-margin": "margin"}
 
