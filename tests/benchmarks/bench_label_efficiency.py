@@ -15,7 +15,7 @@ all with the same network and recipe (``FogNet`` trained from scratch each round
 ``fogmap.training.trainer.train`` with the production ``TrainingSettings()``), the same
 20 random initial labels per seed, batches of 20, a budget of 1,000 labels (50 trained
 models per run) and seeds 0, 1, 2. Every strategy that measures diversity (fogmap's
-kcenter, typiclust, probcover, herding, herding-wide, maxherding, margin-diverse,
+kcenter, typiclust, probcover, herding, herding-wide, herding-12k, maxherding, margin-diverse,
 typiclust-margin and auto; the peers' CoreSet and TypiClust) gets the
 same label-free representation: the 32-d embedding of FogNet's encoder pretrained
 without labels on the pool (``fogmap.training.pretrain``), as the running services use.
@@ -108,6 +108,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import time
@@ -984,9 +985,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def stop_on_sigterm() -> None:
+    """``kill PID`` of the benchmark stops its runs too: SIGTERM unwinds main, so the
+    worker pool's context terminates its processes rather than leaving them running."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main(argv: list[str] | None = None) -> int:
     from fogmap.core.settings import TrainingSettings
 
+    stop_on_sigterm()
     args = parse(argv)
     started = time.time()
     only = None if args.seeds is None else {int(x) for x in args.seeds.split(",")}

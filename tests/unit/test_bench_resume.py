@@ -5,8 +5,10 @@ is how a finished table is extended (labels to 85% past 1,000) without redoing i
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,36 @@ def test_a_branch_that_cannot_be_made_stops_before_any_training(
         assert says in said, (args, said[-800:])
         assert not list((tmp_path / "bad").glob("runs/*.jsonl"))
         assert not (tmp_path / "bad.bin").exists()  # stopped before pretraining, too
+
+
+def children(pid: int) -> set[int]:
+    """The process ids whose parent is pid (Linux /proc)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def test_killing_the_benchmark_by_its_process_id_stops_its_workers(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, str(BENCH), *QUICK, "--workers", "2",
+                                 "--budget", "380", "--encoder", str(tmp_path / "enc.bin"),
+                                 "--out", str(tmp_path / "out")],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 240
+        while "20 of 380 labels" not in log.read_text():  # the workers are at work
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        workers = children(proc.pid)
+        assert len(workers) >= 2
+        proc.terminate()
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{w}").exists() for w in workers):
+            assert time.monotonic() < deadline, "workers outlived the benchmark"
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
