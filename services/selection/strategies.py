@@ -8,8 +8,9 @@ C classes, D embedding dimensions, L labeled items.
 * diversity: ``kcenter`` (core-set), ``typiclust`` (typical points of uncovered clusters);
 * both: ``badge`` (k-means++ in gradient space), ``margin-diverse`` (one per cluster of
   the most uncertain), ``herding`` (margin-weighted kernel coverage) and ``herding-wide``
-  (the same, its candidates widened by the pool's closest calls) and ``herding-12k``
-  (the same on twice the sample);
+  (the same, its candidates widened by the pool's closest calls), ``herding-12k``
+  (the same on twice the sample) and ``herding-closest`` (the same, its kernel as wide
+  as the closest labeled pair);
 * ``auto`` (the default): typicality at the cold start, uncertainty x diversity later;
 * ``random``, the baseline.
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy import sparse
+from scipy.spatial.distance import pdist
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 
@@ -388,8 +390,17 @@ def tiling_sq_scale(x: np.ndarray, ref: np.ndarray) -> float:
     return float(np.median(rest)) if len(rest) and np.median(rest) > 0 else 1.0
 
 
+def closest_pair_sq(x: np.ndarray) -> float:
+    """The smallest non-zero squared distance between two rows of x (L, D), from exact
+    differences (duplicates give exactly 0 and are passed over); 0.0 when there is none."""
+    d = pdist(x.astype(np.float64), "sqeuclidean") if len(x) > 1 else np.empty(0)
+    d = d[d > 0]
+    return float(d.min()) if len(d) else 0.0
+
+
 def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = True,
-            sample: int = 6_000, widen: bool = False, chunk: int = CHUNK) -> np.ndarray:
+            sample: int = 6_000, widen: bool = False, bandwidth: str = "tiling",
+            chunk: int = CHUNK) -> np.ndarray:
     """Uncertainty herding (Bae et al. 2025); MaxHerding (Bae et al. 2024) unweighted.
 
     Greedy maximum of the weighted coverage sum_x w(x) max_s K(x, s) over a ``sample``
@@ -403,12 +414,19 @@ def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = Tr
     The candidates are the sample, and with ``widen`` (weighted only) also the pool's
     ``sample`` most uncertain items: the coverage is still estimated on the unbiased
     sample, but the greedy step may take the pool's closest calls that the sample missed.
+    ``bandwidth="closest-labeled"`` takes UHerding's adaptive radius instead: the
+    smallest squared distance between two labeled items (the tiling scale while fewer
+    than two distinct ones exist), which narrows the kernel faster as labels accumulate.
     """
+    if bandwidth not in ("tiling", "closest-labeled"):
+        raise ValueError(f"bandwidth {bandwidth!r}: 'tiling' or 'closest-labeled'")
     n = len(c)
     idx = np.sort(rng.choice(n, min(n, sample), replace=False))  # (M,)
     x = c.space[idx].astype(np.float32)
     lab = c.labeled_space.astype(np.float32)
-    s2 = tiling_sq_scale(x, rng.choice(len(x), min(len(x), len(lab) + k), replace=False))
+    ref = rng.choice(len(x), min(len(x), len(lab) + k), replace=False)
+    s2 = (closest_pair_sq(lab) if bandwidth == "closest-labeled" else 0.0) \
+        or tiling_sq_scale(x, ref)
     # (M,) each sampled item's coverage so far (0 with no labels: the distance is inf)
     covered = np.exp(-min_sq_dist(x, lab) / s2).astype(np.float32)
     w = (c.margin[idx] if weighted else np.ones(len(x))).astype(np.float32)
@@ -458,6 +476,12 @@ def herding_12k(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
     estimated from twice the sampled neighbours and twice the items are candidates, for
     ~4x the selection time and memory (a 12,000 x 12,000 kernel, 576 MB in float32)."""
     return herding(c, k, rng, sample=12_000)
+
+
+def herding_closest(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
+    """:func:`herding` whose bandwidth is UHerding's adaptive radius (Bae et al. 2025, as
+    scikit-activeml's ``UHerding(adaptive_sigma=True)``): the closest labeled pair."""
+    return herding(c, k, rng, bandwidth="closest-labeled")
 
 
 def margin_diverse(c: Candidates, k: int, rng: np.random.Generator,
@@ -538,6 +562,7 @@ STRATEGIES: dict[str, Strategy] = {
     "herding": herding,
     "herding-wide": herding_wide,
     "herding-12k": herding_12k,
+    "herding-closest": herding_closest,
     "maxherding": maxherding,
     "margin-diverse": margin_diverse,
     "typiclust-margin": typiclust_margin,
@@ -552,7 +577,7 @@ SCORE_FIELD = {"least-confidence": "least_confidence", "margin": "margin",
                "entropy": "entropy", "bald": "bald", "eig": "eig", "random": "entropy",
                "kcenter": "entropy", "badge": "entropy", "typiclust": "entropy",
                "probcover": "entropy", "herding": "margin", "herding-wide": "margin",
-               "herding-12k": "margin",
+               "herding-12k": "margin", "herding-closest": "margin",
                "maxherding": "entropy",
                "margin-diverse": "margin", "auto": "margin", "typiclust-margin": "margin"}
 

@@ -15,7 +15,8 @@ all with the same network and recipe (``FogNet`` trained from scratch each round
 ``fogmap.training.trainer.train`` with the production ``TrainingSettings()``), the same
 20 random initial labels per seed, batches of 20, a budget of 1,000 labels (50 trained
 models per run) and seeds 0, 1, 2. Every strategy that measures diversity (fogmap's
-kcenter, typiclust, probcover, herding, herding-wide, herding-12k, maxherding, margin-diverse,
+kcenter, typiclust, probcover, herding, herding-wide, herding-12k, herding-closest,
+maxherding, margin-diverse,
 typiclust-margin and auto; the peers' CoreSet and TypiClust) gets the
 same label-free representation: the 32-d embedding of FogNet's encoder pretrained
 without labels on the pool (``fogmap.training.pretrain``), as the running services use.

@@ -319,27 +319,52 @@ def test_the_tiling_scale_counts_references_as_zero_and_survives_half_of_them() 
     assert scale == pytest.approx(float(np.median(rest)), rel=1e-3)
 
 
+def test_the_closest_labeled_pair_passes_over_duplicates() -> None:
+    lab = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [3.0, 2.0]], dtype=np.float32)
+    assert S.closest_pair_sq(lab) == 4.0  # (3, 4)-(3, 2); the two origins are one item
+    assert S.closest_pair_sq(lab[[0, 2]]) == 0.0 and S.closest_pair_sq(lab[:1]) == 0.0
+    far = lab + np.float32(1e4)  # float32 expansion would leave the duplicates at ~1e-1
+    assert S.closest_pair_sq(far) == 4.0
+
+
+def test_herding_closest_narrows_the_kernel_to_the_closest_labeled_pair() -> None:
+    """With two labeled items 0.01 apart (far from the pool) the kernel is that narrow: a
+    pick covers only itself, so the picks are the top margins, all in the uncertain
+    blob; herding's tiling kernel covers that blob with one pick and spreads the rest."""
+    emb, ids = blobs([50, 50], seed=3)
+    probs = np.where(ids == 0, 0.45, 0.3)[:, None] * [-1, 1] + [1, 0]  # (N, 2)
+    labeled = np.array([[50.0, 50, 50, 50], [50, 50, 50, 50.01]])
+    c = make(probs, emb, labeled)
+    assert set(ids[S.select("herding-closest", c, 4, seed=0)].tolist()) == {0}
+    assert set(ids[S.select("herding", c, 4, seed=0)].tolist()) == {0, 1}
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(2, 80), labeled=st.integers(0, 10),
        k=st.integers(1, 12), weighted=st.booleans(), sample=st.integers(1, 100),
-       widen=st.booleans())
+       widen=st.booleans(), closest=st.booleans())
 # over half the sample references: the bandwidth was once float32 rounding noise
-@example(seed=0, n=16, labeled=0, k=9, weighted=False, sample=16, widen=False)
+@example(seed=0, n=16, labeled=0, k=9, weighted=False, sample=16, widen=False,
+         closest=False)
 def test_herding_picks_the_greatest_coverage_gain_every_time(
         seed: int, n: int, labeled: int, k: int, weighted: bool, sample: int,
-        widen: bool) -> None:
+        widen: bool, closest: bool) -> None:
     """herding updates its gains incrementally; each pick must still be the best
     candidate by the gains recomputed from scratch (sum_x w(x) max(0, K(x, i) -
     covered(x)), x over the sample), the candidates being the sample and, widened, the
-    pool's ``sample`` highest margins as well."""
+    pool's ``sample`` highest margins as well; the bandwidth the tiling scale or the
+    closest labeled pair."""
     c = candidates(n=n, seed=seed, labeled=labeled)
     pick = S.herding(c, k, np.random.default_rng(seed), weighted=weighted, sample=sample,
-                     widen=widen)
+                     widen=widen, bandwidth="closest-labeled" if closest else "tiling")
     assert len(set(pick.tolist())) == min(k, n)
     redraw = np.random.default_rng(seed)  # herding's draws, redone in the same order
     idx = np.sort(redraw.choice(n, min(n, sample), replace=False))
     x, lab = c.space[idx].astype(np.float32), c.labeled_space.astype(np.float32)
     s2 = S.tiling_sq_scale(x, redraw.choice(len(x), min(len(x), labeled + k), replace=False))
+    if closest and labeled > 1:
+        s2 = float(min(((a - b) ** 2).sum() for i, a in enumerate(lab.astype(np.float64))
+                       for b in lab[i + 1:].astype(np.float64)))
     cand = idx
     if widen and weighted:
         cand = np.union1d(idx, S.top_k(c.margin, min(n, sample), redraw))
