@@ -430,8 +430,9 @@ def summarize(rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
         runs.setdefault((row["strategy"], row["seed"]), []).append(row)
     out: dict[str, Any] = {}
     for name in dict.fromkeys(r["strategy"] for r in rows):
-        complete = [sorted(v, key=lambda r: r["round"]) for (s, _), v in runs.items()
-                    if s == name and max(r["labels"] for r in v) >= budget]
+        complete = sorted((sorted(v, key=lambda r: r["round"]) for (s, _), v in runs.items()
+                           if s == name and max(r["labels"] for r in v) >= budget),
+                          key=lambda run: run[0]["seed"])  # per-seed figures by seed
         partial = sum(1 for (s, _), v in runs.items() if s == name) - len(complete)
         if not complete:
             out[name] = {"seeds": 0, "partial_runs": partial}
@@ -443,7 +444,7 @@ def summarize(rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
                      for run in complete for r in run if "select_s" in r]
         out[name] = {
             "seeds": len(complete), "partial_runs": partial,
-            "seed_ids": sorted(run[0]["seed"] for run in complete),
+            "seed_ids": [run[0]["seed"] for run in complete],
             "aubc": float(curves.mean()), "aubc_per_seed": curves.mean(1).tolist(),
             **{f"labels_to_{int(t * 100)}": first_reaching(labels, mean, t)
                for t in THRESHOLDS},

@@ -87,6 +87,20 @@ def test_seeds_choose_the_runs_tabled(recorded: Path) -> None:
     assert both["goals"]["random_aubc"] > every["goals"]["random_aubc"] + 0.1
 
 
+def test_per_seed_figures_follow_the_seeds_whatever_order_the_runs_come_in(
+        recorded: Path) -> None:
+    """Seeds 1 then 0 (two sources, the later seed first): each seed's AUBC stands at
+    that seed's place in seed_ids."""
+    later = recorded / "later"
+    write(later, "margin", 1, curve(0.60, 0.60))
+    write(recorded / "runs", "margin", 0, curve(0.40, 0.40))
+    load_bench().main(["--report-only", "--budget", "200", "--runs",
+                       f"{later},{recorded / 'runs'}", "--out", str(recorded / "o")])
+    row = json.loads((recorded / "o" / "report.json").read_text())["strategies"]["margin"]
+    assert row["seed_ids"] == [0, 1]
+    assert row["aubc_per_seed"] == pytest.approx([0.40, 0.60])
+
+
 def test_a_bad_file_stops_with_a_message_and_leaves_the_report(recorded: Path) -> None:
     before = report(recorded, "--seeds", "0,1")
     past = recorded / "random-curve.json"
