@@ -474,13 +474,18 @@ def herding_wide(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
 def herding_12k(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
     """:func:`herding` on a sample of 12,000 rather than 6,000: each candidate's gain is
     estimated from twice the sampled neighbours and twice the items are candidates, for
-    ~4x the selection time and memory (a 12,000 x 12,000 kernel, 576 MB in float32)."""
+    ~4x the selection time and memory (a 12,000 x 12,000 kernel, 576 MB in float32).
+    Over five seeds on Fashion-MNIST (README, Label efficiency) it scored 81.2 AUBC
+    against herding's 81.4, behind at the cold start: auto stays herding."""
     return herding(c, k, rng, sample=12_000)
 
 
 def herding_closest(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
     """:func:`herding` whose bandwidth is UHerding's adaptive radius (Bae et al. 2025, as
-    scikit-activeml's ``UHerding(adaptive_sigma=True)``): the closest labeled pair."""
+    scikit-activeml's ``UHerding(adaptive_sigma=True)``): the closest labeled pair. On
+    Fashion-MNIST (README, Label efficiency) its kernel is 2.4-9x narrower than the
+    tiling scale and it lost the cold start over five seeds (72.4 against herding's
+    73.1, mean accuracy to 240 labels): auto stays herding."""
     return herding(c, k, rng, bandwidth="closest-labeled")
 
 
