@@ -424,9 +424,11 @@ def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = Tr
     idx = np.sort(rng.choice(n, min(n, sample), replace=False))  # (M,)
     x = c.space[idx].astype(np.float32)
     lab = c.labeled_space.astype(np.float32)
+    # drawn whatever the bandwidth, so every variant takes the same later draws
     ref = rng.choice(len(x), min(len(x), len(lab) + k), replace=False)
-    s2 = (closest_pair_sq(lab) if bandwidth == "closest-labeled" else 0.0) \
-        or tiling_sq_scale(x, ref)
+    s2 = closest_pair_sq(lab) if bandwidth == "closest-labeled" else 0.0
+    if not s2:
+        s2 = tiling_sq_scale(x, ref)
     # (M,) each sampled item's coverage so far (0 with no labels: the distance is inf)
     covered = np.exp(-min_sq_dist(x, lab) / s2).astype(np.float32)
     w = (c.margin[idx] if weighted else np.ones(len(x))).astype(np.float32)
