@@ -9,8 +9,9 @@ C classes, D embedding dimensions, L labeled items.
 * both: ``badge`` (k-means++ in gradient space), ``margin-diverse`` (one per cluster of
   the most uncertain), ``herding`` (margin-weighted kernel coverage) and ``herding-wide``
   (the same, its candidates widened by the pool's closest calls), ``herding-12k``
-  (the same on twice the sample) and ``herding-closest`` (the same, its kernel as wide
-  as the closest labeled pair);
+  (the same on twice the sample), ``herding-closest`` (the same, its kernel as wide
+  as the closest labeled pair) and ``herding-whitened`` (the same on Mahalanobis
+  distances);
 * ``auto`` (the default): typicality at the cold start, uncertainty x diversity later;
 * ``random``, the baseline.
 
@@ -398,9 +399,26 @@ def closest_pair_sq(x: np.ndarray) -> float:
     return float(d.min()) if len(d) else 0.0
 
 
+def whitening(x: np.ndarray, floor: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (R,), map (R, R)) taking rows of x (N, R) to coordinates where they have
+    identity covariance (PCA whitening): ``(x - mean) @ map``. Squared distances there
+    are Mahalanobis distances, unchanged by any invertible linear map of x. Directions
+    with less than ``floor`` of the largest variance are scaled as if at that floor, so
+    a flat direction's noise is not blown up; with no spread at all the map is identity.
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    mean = x64.mean(0) if len(x64) else np.zeros(x64.shape[1])
+    if len(x64) < 2:
+        return mean, np.eye(x64.shape[1])
+    var, vec = np.linalg.eigh(np.atleast_2d(np.cov(x64, rowvar=False)))  # ascending
+    if not var[-1] > 0:
+        return mean, np.eye(x64.shape[1])
+    return mean, vec / np.sqrt(np.maximum(var, floor * var[-1]))
+
+
 def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = True,
             sample: int = 6_000, widen: bool = False, bandwidth: str = "tiling",
-            chunk: int = CHUNK) -> np.ndarray:
+            whiten: bool = False, chunk: int = CHUNK) -> np.ndarray:
     """Uncertainty herding (Bae et al. 2025); MaxHerding (Bae et al. 2024) unweighted.
 
     Greedy maximum of the weighted coverage sum_x w(x) max_s K(x, s) over a ``sample``
@@ -417,13 +435,20 @@ def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = Tr
     ``bandwidth="closest-labeled"`` takes UHerding's adaptive radius instead: the
     smallest squared distance between two labeled items (the tiling scale while fewer
     than two distinct ones exist), which narrows the kernel faster as labels accumulate.
+    With ``whiten`` distances are measured after :func:`whitening` by the candidates'
+    own covariance (Mahalanobis), so no direction of the representation counts for more
+    because its scale happens to be larger.
     """
     if bandwidth not in ("tiling", "closest-labeled"):
         raise ValueError(f"bandwidth {bandwidth!r}: 'tiling' or 'closest-labeled'")
     n = len(c)
+    space, lab = c.space, c.labeled_space
+    if whiten:
+        mean, to_white = whitening(space)
+        space, lab = (space - mean) @ to_white, (lab - mean) @ to_white
     idx = np.sort(rng.choice(n, min(n, sample), replace=False))  # (M,)
-    x = c.space[idx].astype(np.float32)
-    lab = c.labeled_space.astype(np.float32)
+    x = space[idx].astype(np.float32)
+    lab = lab.astype(np.float32)
     # drawn whatever the bandwidth, so every variant takes the same later draws
     ref = rng.choice(len(x), min(len(x), len(lab) + k), replace=False)
     s2 = closest_pair_sq(lab) if bandwidth == "closest-labeled" else 0.0
@@ -437,7 +462,7 @@ def herding(c: Candidates, k: int, rng: np.random.Generator, weighted: bool = Tr
         w[:] = 1.0
     elif widen and weighted:
         cand = np.union1d(idx, top_k(c.margin, min(n, sample), rng))
-        xc = c.space[cand].astype(np.float32)
+        xc = space[cand].astype(np.float32)
     kern = sq_dist(xc, x)  # (P, M), made the kernel in place
     np.negative(kern, out=kern)
     kern /= s2
@@ -489,6 +514,14 @@ def herding_closest(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarr
     tiling scale and it lost the cold start over five seeds (72.4 against herding's
     73.1, mean accuracy to 240 labels): auto stays herding."""
     return herding(c, k, rng, bandwidth="closest-labeled")
+
+
+def herding_whitened(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
+    """:func:`herding` with its kernel on Mahalanobis distances (:func:`whitening` by the
+    candidates' covariance): the label-free representation's 32 directions count alike
+    rather than by the scale pretraining happened to give them. Draws the same sample
+    as herding, so the two differ only in the geometry."""
+    return herding(c, k, rng, whiten=True)
 
 
 def margin_diverse(c: Candidates, k: int, rng: np.random.Generator,
@@ -570,6 +603,7 @@ STRATEGIES: dict[str, Strategy] = {
     "herding-wide": herding_wide,
     "herding-12k": herding_12k,
     "herding-closest": herding_closest,
+    "herding-whitened": herding_whitened,
     "maxherding": maxherding,
     "margin-diverse": margin_diverse,
     "typiclust-margin": typiclust_margin,
@@ -585,6 +619,7 @@ SCORE_FIELD = {"least-confidence": "least_confidence", "margin": "margin",
                "kcenter": "entropy", "badge": "entropy", "typiclust": "entropy",
                "probcover": "entropy", "herding": "margin", "herding-wide": "margin",
                "herding-12k": "margin", "herding-closest": "margin",
+               "herding-whitened": "margin",
                "maxherding": "entropy",
                "margin-diverse": "margin", "auto": "margin", "typiclust-margin": "margin"}
 

@@ -16,10 +16,10 @@ all with the same network and recipe (``FogNet`` trained from scratch each round
 20 random initial labels per seed, batches of 20, a budget of 1,000 labels (50 trained
 models per run) and seeds 0, 1, 2. Every strategy that measures diversity (fogmap's
 kcenter, typiclust, probcover, herding, herding-wide, herding-12k, herding-closest,
-maxherding, margin-diverse, typiclust-margin and auto; the peers' CoreSet and
-TypiClust) gets the same label-free representation: the 32-d embedding of FogNet's
-encoder pretrained without labels on the pool (``fogmap.training.pretrain``), as the
-running services use.
+herding-whitened, maxherding, margin-diverse, typiclust-margin and auto; the peers'
+CoreSet and TypiClust) gets the same label-free representation: the 32-d embedding of
+FogNet's encoder pretrained without labels on the pool (``fogmap.training.pretrain``),
+as the running services use.
 badge (both) works in the model's own gradient embedding, as the method defines.
 
 Peers are called through their public query APIs with the scores of our network: baal's

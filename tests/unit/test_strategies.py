@@ -342,25 +342,30 @@ def test_herding_closest_narrows_the_kernel_to_the_closest_labeled_pair() -> Non
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(2, 80), labeled=st.integers(0, 10),
        k=st.integers(1, 12), weighted=st.booleans(), sample=st.integers(1, 100),
-       widen=st.booleans(), closest=st.booleans())
+       widen=st.booleans(), closest=st.booleans(), whiten=st.booleans())
 # over half the sample references: the bandwidth was once float32 rounding noise
 @example(seed=0, n=16, labeled=0, k=9, weighted=False, sample=16, widen=False,
-         closest=False)
+         closest=False, whiten=False)
 def test_herding_picks_the_greatest_coverage_gain_every_time(
         seed: int, n: int, labeled: int, k: int, weighted: bool, sample: int,
-        widen: bool, closest: bool) -> None:
+        widen: bool, closest: bool, whiten: bool) -> None:
     """herding updates its gains incrementally; each pick must still be the best
     candidate by the gains recomputed from scratch (sum_x w(x) max(0, K(x, i) -
     covered(x)), x over the sample), the candidates being the sample and, widened, the
     pool's ``sample`` highest margins as well; the bandwidth the tiling scale or the
-    closest labeled pair."""
+    closest labeled pair; the space the representation or its whitened coordinates."""
     c = candidates(n=n, seed=seed, labeled=labeled)
     pick = S.herding(c, k, np.random.default_rng(seed), weighted=weighted, sample=sample,
-                     widen=widen, bandwidth="closest-labeled" if closest else "tiling")
+                     widen=widen, bandwidth="closest-labeled" if closest else "tiling",
+                     whiten=whiten)
     assert len(set(pick.tolist())) == min(k, n)
+    space, lab = c.space, c.labeled_space
+    if whiten:
+        mean, to_white = S.whitening(space)
+        space, lab = (space - mean) @ to_white, (lab - mean) @ to_white
     redraw = np.random.default_rng(seed)  # herding's draws, redone in the same order
     idx = np.sort(redraw.choice(n, min(n, sample), replace=False))
-    x, lab = c.space[idx].astype(np.float32), c.labeled_space.astype(np.float32)
+    x, lab = space[idx].astype(np.float32), lab.astype(np.float32)
     s2 = S.tiling_sq_scale(x, redraw.choice(len(x), min(len(x), labeled + k), replace=False))
     if closest and labeled > 1:
         s2 = float(min(((a - b) ** 2).sum() for i, a in enumerate(lab.astype(np.float64))
@@ -368,7 +373,7 @@ def test_herding_picks_the_greatest_coverage_gain_every_time(
     cand = idx
     if widen and weighted:
         cand = np.union1d(idx, S.top_k(c.margin, min(n, sample), redraw))
-    kern = np.exp(-S.sq_dist(c.space[cand].astype(np.float32), x).astype(np.float64) / s2)
+    kern = np.exp(-S.sq_dist(space[cand].astype(np.float32), x).astype(np.float64) / s2)
     covered = np.exp(-S.min_sq_dist(x, lab) / s2) if labeled else np.zeros(len(x))
     w = c.margin[idx] if weighted else np.ones(len(x))
     greedy = pick[:min(k, len(cand))]
@@ -379,6 +384,40 @@ def test_herding_picks_the_greatest_coverage_gain_every_time(
         gain[[row[int(j)] for j in greedy[:done]]] = -np.inf
         assert gain[row[int(i)]] >= gain.max() - 1e-4 * max(1.0, gain.max())
         covered = np.maximum(covered, kern[row[int(i)]])
+
+
+def test_whitening_gives_identity_covariance_without_blowing_up_a_flat_direction() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 4)) * [10.0, 1.0, 0.1, 0.0] + 7.0  # the last is constant
+    x = x @ np.linalg.qr(rng.normal(size=(4, 4)))[0]  # rotated: no axis is a direction
+    mean, to_white = S.whitening(x)
+    white = (x - mean) @ to_white
+    cov = np.cov(white, rowvar=False)
+    var, _ = np.linalg.eigh(cov)
+    assert var[1:] == pytest.approx([1.0, 1.0, 1.0])  # every direction with any spread
+    assert var[0] < 1e-12  # the flat one stays flat: floored, never divided by ~0
+    assert np.abs(white).max() < 1e3
+    one = S.whitening(x[:1])  # too few rows to measure a spread: identity
+    assert np.array_equal(one[1], np.eye(4)) and np.allclose(one[0], x[0])
+    flat = S.whitening(np.ones((5, 3)))
+    assert np.array_equal(flat[1], np.eye(3))
+
+
+def test_herding_whitened_picks_the_same_whatever_linear_map_the_representation_has() -> None:
+    """Mahalanobis distances do not change under an invertible linear map of the space,
+    so herding-whitened picks the same items when one direction of the representation
+    is stretched 50x and the whole is rotated; herding's Euclidean picks change."""
+    rng = np.random.default_rng(1)
+    n = 400
+    emb = rng.normal(size=(n, 4))
+    logits = rng.normal(size=(n, 3)) * 2
+    c = make(softmax(logits), emb, emb[:3] + 0.5)
+    stretch = np.diag([50.0, 1.0, 1.0, 1.0]) @ np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    mapped = make(softmax(logits), emb @ stretch, (emb[:3] + 0.5) @ stretch)
+    same = S.select("herding-whitened", c, 10, seed=0)
+    assert np.array_equal(S.select("herding-whitened", mapped, 10, seed=0), same)
+    assert not np.array_equal(S.select("herding", mapped, 10, seed=0),
+                              S.select("herding", c, 10, seed=0))
 
 
 def test_maxherding_covers_every_blob_before_a_second_pick_in_any() -> None:
