@@ -520,7 +520,9 @@ def herding_whitened(c: Candidates, k: int, rng: np.random.Generator) -> np.ndar
     """:func:`herding` with its kernel on Mahalanobis distances (:func:`whitening` by the
     candidates' covariance): the label-free representation's 32 directions count alike
     rather than by the scale pretraining happened to give them. Draws the same sample
-    as herding, so the two differ only in the geometry."""
+    as herding, so the two differ only in the geometry. Over five seeds on
+    Fashion-MNIST (README, Label efficiency) it tied herding, 81.45 AUBC against 81.42
+    (-0.7 to +0.4 by seed), and on digits 95.50 against 95.47: auto stays herding."""
     return herding(c, k, rng, whiten=True)
 
 
