@@ -3,24 +3,14 @@ checks, on generated blobs."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
+from tests.unit.test_bench_refit import load_script
+
 PROXY = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_selection_proxy.py"
-
-
-def load_proxy() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_selection_proxy", PROXY)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +22,7 @@ def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("name", ["herding", "herding-whitened", "random"])
 def test_the_proxy_labels_20_a_round_and_scores_every_fit(name: str) -> None:
-    proxy = load_proxy()
+    proxy = load_script(PROXY)
     x, y = blobs(600, seed=0)
     x_test, y_test = blobs(200, seed=1)
     acc = proxy.run(name, 0, 3, x, y, x_test, y_test, x.astype(np.float32), 4)
@@ -42,7 +32,7 @@ def test_the_proxy_labels_20_a_round_and_scores_every_fit(name: str) -> None:
 
 def test_the_proxy_names_unknown_strategies_and_a_missing_encoder(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    proxy = load_proxy()
+    proxy = load_script(PROXY)
     with pytest.raises(SystemExit):
         proxy.main(["--encoder", str(tmp_path / "enc.bin"), "--strategies", "herding,nope"])
     assert "unknown strategies ['nope']" in capsys.readouterr().err

@@ -52,13 +52,18 @@ def test_the_default_recipe_gives_back_the_recorded_rounds(tmp_path: Path) -> No
     assert got["auto:1:60", "epochs=3+min_steps=5+max_steps=5"] != auto[60]
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_label_efficiency", BENCH)
+def load_script(path: Path) -> ModuleType:
+    """A script under tests/benchmarks (not a package) imported as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def load_bench() -> ModuleType:
+    return load_script(BENCH)
 
 
 def write_run(runs: Path, strategy: str, seed: int) -> list[dict]:
