@@ -40,6 +40,11 @@ select) and for the selection alone. Then the savings: the labels each strategy 
 reach a range of accuracies (80%, 85% and those random reaches across its curve) and
 their ratio to random's, random's curve taken past the budget by ``--random-curve`` (a
 ``--random-sizes`` run's file), which also gives the goal's random labels to 85%.
+The goals line also pairs auto's AUBC gaps (to random, to the best peer) by seed: the
+per-seed gaps' mean, standard deviation and 95% Student-t interval, and whether that
+interval lies at or above the goal (met), below it (not met) or across it (undecided:
+more seeds, or a larger effect, would be needed to say). ``--auto NAME`` reads another
+recorded strategy as auto.
 Writes ``report.md`` and ``report.json`` (and one ``runs/<strategy>__s<seed>.jsonl`` per
 run, a line per round, so an interrupted benchmark keeps what it measured) under
 ``--out``. The report also checks round 0, whose model every strategy of a seed trains
@@ -554,21 +559,57 @@ def savings(summary: dict[str, Any], random_curve: Path | None) -> dict[str, Any
     return out
 
 
-def goals(summary: dict[str, Any], saved: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Issue 3's goals, each with the figures it compares."""
+def paired_gap(summary: dict[str, Any], a: str, b: str, goal: float = 0.0
+               ) -> dict[str, Any] | None:
+    """a's AUBC minus b's in points, paired by seed over the seeds both have complete
+    runs of (a seed's runs share their initial labels, so pairing takes out what the
+    seed does to both): the per-seed gaps, their mean and standard deviation, a 95%
+    Student-t interval for the mean, and how that interval reads against ``goal``:
+    ``met`` (all of it at or above), ``not met`` (all below) or ``undecided``. None when
+    the two share no seed; no interval from one seed."""
+    from scipy import stats
+
+    sa, sb = (dict(zip(summary.get(n, {}).get("seed_ids") or [],
+                       summary.get(n, {}).get("aubc_per_seed") or [], strict=True))
+              for n in (a, b))
+    seeds = sorted(set(sa) & set(sb))
+    if not seeds:
+        return None
+    gap = np.array([100 * (sa[s] - sb[s]) for s in seeds])
+    mean = float(gap.mean())
+    out: dict[str, Any] = {"of": a, "minus": b, "seeds": seeds, "per_seed": gap.tolist(),
+                           "mean": mean, "sd": None, "ci95": None, "goal": goal,
+                           "reading": "undecided"}
+    if len(gap) > 1:
+        sd = float(gap.std(ddof=1))
+        half = float(stats.t.ppf(0.975, len(gap) - 1)) * sd / np.sqrt(len(gap))
+        lo, hi = mean - half, mean + half
+        out.update(sd=sd, ci95=[lo, hi], reading="met" if lo >= goal else
+                   "not met" if hi < goal else "undecided")
+    return out
+
+
+def goals(summary: dict[str, Any], saved: dict[str, Any] | None = None,
+          auto_name: str = "auto") -> dict[str, Any]:
+    """Issue 3's goals, each with the figures it compares; ``auto_name`` is the recorded
+    strategy that stands for auto (runs recorded under another name, e.g. ``herding``
+    before it became auto)."""
     def get(name: str, key: str) -> Any:
         return summary.get(name, {}).get(key)
 
     peers = {n: v["aubc"] for n, v in summary.items() if n in PEERS and v.get("seeds")}
     best_peer = max(peers, key=peers.__getitem__) if peers else None
-    auto, rnd = get("auto", "aubc"), get("random", "aubc")
-    a85, r85 = get("auto", "labels_to_85"), get("random", "labels_to_85")
+    auto, rnd = get(auto_name, "aubc"), get("random", "aubc")
+    a85, r85 = get(auto_name, "labels_to_85"), get("random", "labels_to_85")
     if r85 is None and saved:  # random only gets there past the budget
         r85 = saved["random"][saved["targets"].index(85)]
     return {
-        "auto_aubc": auto, "random_aubc": rnd,
+        "auto": auto_name, "auto_aubc": auto, "random_aubc": rnd,
         "auto_minus_random_points": None if auto is None or rnd is None
         else 100 * (auto - rnd),
+        "auto_minus_random_paired": paired_gap(summary, auto_name, "random", goal=3.0),
+        "auto_minus_best_peer_paired": paired_gap(summary, auto_name, best_peer)
+        if best_peer else None,
         "best_peer": best_peer, "best_peer_aubc": peers.get(best_peer) if best_peer else None,
         "auto_beats_best_peer": None if auto is None or not peers else auto >= max(
             peers.values()),
@@ -597,6 +638,20 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             f"{num(v['labels_to_85'])} | "
             + " | ".join(pct(v[f"acc_at_{c}"]) for c in CHECKPOINTS)
             + f" | {num(v['s_per_round'])} | {num(v['select_s'])} |")
+    def paired(p: dict[str, Any] | None, before: str = "") -> str:
+        """``before`` and the paired gap, in brackets; ``before`` alone without one."""
+        if not p:
+            return f" ({before})" if before else ""
+        seeds = f"{len(p['seeds'])} seed{'s' * (len(p['seeds']) > 1)}"
+        text = f"paired over {seeds}: {p['mean']:+.2f}"
+        if p["ci95"]:
+            lo, hi = p["ci95"]
+            text += (f", sd {p['sd']:.2f}, 95% CI {lo:+.2f} to {hi:+.2f}, {p['reading']}"
+                     + (f" at {p['goal']:g}" if p["goal"] else ""))
+        else:
+            text += ", no interval from one seed"
+        return f" ({before}; {text})" if before else f" ({text})"
+
     g = meta["goals"]
     lines += [
         "",
@@ -607,9 +662,12 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             "Device, runs at a time and representation: not recorded (runs put together "
             "without their report)."),
         "",
-        f"Goals: auto - random AUBC = {num(g['auto_minus_random_points'])} points "
-        f"(goal >= 3); best peer {g['best_peer']} AUBC {pct(g['best_peer_aubc'])} vs auto "
-        f"{pct(g['auto_aubc'])}; labels to 85%: auto {num(g['auto_labels_to_85'])} vs "
+        f"Goals{'' if g.get('auto', 'auto') == 'auto' else ' (auto: ' + g['auto'] + ')'}: "
+        f"auto - random AUBC = {num(g['auto_minus_random_points'])} points"
+        f"{paired(g.get('auto_minus_random_paired'), 'goal >= 3')}; best peer "
+        f"{g['best_peer']} AUBC {pct(g['best_peer_aubc'])} vs auto "
+        f"{pct(g['auto_aubc'])}{paired(g.get('auto_minus_best_peer_paired'))}; "
+        f"labels to 85%: auto {num(g['auto_labels_to_85'])} vs "
         f"random {num(g['random_labels_to_85'])}, ratio {num(g['labels_to_85_ratio'])} "
         f"(goal: at most 0.5).",
     ]
@@ -648,7 +706,8 @@ def report(out: Path, runs: Path | list[Path], meta: dict[str, Any],
     summary = summarize(rows, meta["budget"])
     past = meta.get("random_curve")
     saved = savings(summary, Path(past) if past else None)
-    meta = {**meta, "savings": saved, "goals": goals(summary, saved),
+    meta = {**meta, "savings": saved,
+            "goals": goals(summary, saved, meta.get("auto_name") or "auto"),
             "round0_mismatch": round0_mismatch(rows)}
     (out / "report.json").write_text(json.dumps({"meta": meta, "strategies": summary,
                                                  "rounds": rows}, indent=1))
@@ -734,7 +793,8 @@ def recorded_rounds(source: Path | list[Path]) -> list[dict[str, Any]]:
     (its ``rounds`` and any ``meta.extra_seeds.rounds``); of several, all their lines,
     where no run may be in two of them (which of the two would count is unknown)."""
     if isinstance(source, list):
-        rows, seen = [], {}
+        rows: list[dict[str, Any]] = []
+        seen: dict[tuple[str, int], Path] = {}  # run -> the source it came from
         for one in source:
             part = recorded_rounds(one)
             for run in sorted({(r["strategy"], r["seed"]) for r in part}):
@@ -977,6 +1037,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="folder of the per-run lines (default: OUT/runs); to read, "
                     "several folders or report JSONs, comma-separated")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--auto", default="auto", metavar="STRATEGY",
+                    help="the recorded strategy the goals read as auto (default: auto), "
+                    "e.g. herding for runs recorded under that name before it was auto")
     args = ap.parse_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     if (args.branch_at is None) != (args.branch_from is None):
@@ -1015,7 +1078,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"budget": args.budget, "initial": args.initial, "batch": args.batch,
             "device": args.device, "workers": args.workers, "threads": args.threads,
             "data": str(args.data), "representation": "see representation_info",
-            "random_curve": str(args.random_curve) if args.random_curve else None}
+            "random_curve": str(args.random_curve) if args.random_curve else None,
+            "auto_name": args.auto}
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         # Without an earlier report, how the runs were made is unknown: the command
@@ -1025,7 +1089,8 @@ def main(argv: list[str] | None = None) -> int:
             "representation": None})
         past = meta["random_curve"] or old.get("random_curve")
         print(report(args.out, args.runs, {**old, "budget": args.budget,
-                                           "random_curve": past}, only)["text"])
+                                           "random_curve": past, "auto_name": args.auto},
+                     only)["text"])
         return 0
     pool, pool_labels, test, test_labels = load(args.data, args.pool, args.test)
     log(f"pool {len(pool)}, test {len(test)}; " + (
