@@ -638,6 +638,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             f"{num(v['labels_to_85'])} | "
             + " | ".join(pct(v[f"acc_at_{c}"]) for c in CHECKPOINTS)
             + f" | {num(v['s_per_round'])} | {num(v['select_s'])} |")
+
     def paired(p: dict[str, Any] | None, before: str = "") -> str:
         """``before`` and the paired gap, in brackets; ``before`` alone without one."""
         if not p:
@@ -653,6 +654,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         return f" ({before}; {text})" if before else f" ({text})"
 
     g = meta["goals"]
+    standing_in = g.get("auto", "auto")  # the recorded strategy read as auto
     lines += [
         "",
         f"AUBC and accuracies in %; labels to x%: first point of the seed-mean curve at or "
@@ -662,7 +664,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             "Device, runs at a time and representation: not recorded (runs put together "
             "without their report)."),
         "",
-        f"Goals{'' if g.get('auto', 'auto') == 'auto' else ' (auto: ' + g['auto'] + ')'}: "
+        "Goals" + ("" if standing_in == "auto" else f" (auto: {standing_in})") + ": "
         f"auto - random AUBC = {num(g['auto_minus_random_points'])} points"
         f"{paired(g.get('auto_minus_random_paired'), 'goal >= 3')}; best peer "
         f"{g['best_peer']} AUBC {pct(g['best_peer_aubc'])} vs auto "
