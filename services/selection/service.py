@@ -204,7 +204,8 @@ class SelectionService:
         name, k = self.cfg.strategy, self.cfg.batch_size
         if version is None:  # the cold start: only strategies that need no model
             if name not in S.MODEL_FREE:  # typical items of the representation, if any
-                name = "typiclust" if self.representation.get() is not None else "random"
+                name = (S.cold_start_name(name) if self.representation.get() is not None
+                        else "random")
             k = self.cfg.initial
             if name == "random":
                 return self._random_start(batch_id, seed)
@@ -314,12 +315,8 @@ class SelectionService:
         assert vectors is not None
         lab_ids, lab_labels, lab_vectors = self._labeled_representation()
         classes = self.store.query("SELECT value FROM meta WHERE key = 'classes'")
-        c, zeros = int(classes[0][0]) if classes else 2, np.zeros(len(ids))
-        cand = S.Candidates(
-            probs=np.full((len(ids), c), 1.0 / c), embedding=vectors, entropy=zeros,
-            margin=zeros, least_confidence=zeros, bald=zeros, eig=zeros,
-            labeled_embedding=lab_vectors, representation=vectors,
-            labeled_representation=lab_vectors)
+        cand = S.Candidates.unscored(vectors, lab_vectors,
+                                     int(classes[0][0]) if classes else 2)
         return ids, cand, {"labeled_ids": lab_ids, "labeled_labels": lab_labels,
                            "scored": False}
 

@@ -58,6 +58,17 @@ class Candidates:
         if (self.representation is None) != (self.labeled_representation is None):
             raise ValueError("give representation and labeled_representation together")
 
+    @classmethod
+    def unscored(cls, vectors: np.ndarray, labeled: np.ndarray, classes: int) -> Candidates:
+        """Before any model: the representation (N, R) stands in for the embedding, the
+        labeled items' vectors (L, R) for theirs, and every measure is flat (uniform
+        probabilities over ``classes``, zero uncertainty)."""
+        zeros = np.zeros(len(vectors))
+        return cls(probs=np.full((len(vectors), classes), 1.0 / classes), embedding=vectors,
+                   entropy=zeros, margin=zeros, least_confidence=zeros, bald=zeros,
+                   eig=zeros, labeled_embedding=labeled, representation=vectors,
+                   labeled_representation=labeled)
+
     def __len__(self) -> int:
         return len(self.entropy)
 
@@ -614,6 +625,13 @@ STRATEGIES: dict[str, Strategy] = {
 # Strategies that run without a model: on embeddings alone (or nothing, for random).
 MODEL_FREE = frozenset({"auto", "random", "kcenter", "typiclust", "probcover", "maxherding",
                         "typiclust-margin"})
+
+
+def cold_start_name(name: str) -> str:
+    """The strategy that picks the first labels, before any model, for strategy ``name``:
+    itself when it needs no model (:data:`MODEL_FREE`), else ``typiclust`` (typical items
+    of the label-free representation)."""
+    return name if name in MODEL_FREE else "typiclust"
 
 # Measures a strategy's score is reported as (the number shown to annotators).
 SCORE_FIELD = {"least-confidence": "least_confidence", "margin": "margin",

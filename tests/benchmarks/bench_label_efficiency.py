@@ -48,9 +48,10 @@ recorded strategy as auto.
 Writes ``report.md`` and ``report.json`` (and one ``runs/<strategy>__s<seed>.jsonl`` per
 run, a line per round, so an interrupted benchmark keeps what it measured) under
 ``--out``. The report also checks round 0, whose model every strategy of a seed trains
-on the same labels: runs of a seed that differ there were made on different numerics
-(host, threads, encoder build), and the report names them (``round0_mismatch``), since
-their gap holds that drift as well as the strategies' difference.
+on the same labels (a ``--cold-start`` run, which picked its own, is left out): runs of
+a seed that differ there were made on different numerics (host, threads, encoder
+build), and the report names them (``round0_mismatch``), since their gap holds that
+drift as well as the strategies' difference.
 
 Run from the repository root (``make bench`` installs the ``bench`` extra first)::
 
@@ -83,6 +84,14 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
         --jobs random:0,margin:0,badge:0 --branch-from docs/bench/label-efficiency-full.json \\
         --branch-at 560 --budget 860 --workers 2 --threads 1 --out D
+    # fogmap simulate's start instead of the shared random one: each fogmap strategy
+    # picks its own 20 first labels before any model, as the selection service does
+    # (recorded as auto@cold-start; random and the peers start as without the flag),
+    # then the paired goals read it as auto beside the recorded random runs:
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
+        --jobs auto:0,auto:1 --cold-start --workers 2 --threads 1 --out D
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only \\
+        --auto auto@cold-start --seeds 0,1 --out D2 --runs D/runs,RANDOM.json
     # a quick check of the whole pipeline (small pool, short training):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --pool 3000 \\
         --budget 60 --seeds 0 --min-steps 30 --max-steps 30 --pretrain-steps 20
@@ -357,6 +366,27 @@ def initial_labels(n: int, seed: int, initial: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(n, initial, replace=False)
 
 
+COLD = "@cold-start"  # what a --cold-start run of a strategy is recorded as: auto@cold-start
+
+
+def recorded_name(name: str, cold_start: bool) -> str:
+    """The name a run's rounds carry: ``name``, or with --cold-start ``name@cold-start``
+    for a strategy whose start it changes (every fogmap strategy but random: random and
+    the peers start from the seed's random set either way)."""
+    return name + COLD if cold_start and name != "random" and name not in PEERS else name
+
+
+def cold_start(name: str, data: Data, initial: int, seed: int) -> np.ndarray:
+    """The first ``initial`` labels (initial,) as fogmap's selection service picks them
+    before any model (``fogmap simulate``'s start): by the strategy itself when it needs
+    no model, else by typiclust, on the label-free representation with every measure
+    flat; selection seed ``seed``, as the service's cold start takes its configured seed."""
+    from fogmap.selection import strategies as S
+
+    cand = S.Candidates.unscored(data.representation, data.representation[:0], data.classes)
+    return S.select(S.cold_start_name(name), cand, initial, seed)
+
+
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """One strategy, one seed: rounds until the budget (or the deadline); a line per round
     to ``job['path']``. Returns the run's summary."""
@@ -369,14 +399,18 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     assert data is not None
     name, seed, budget, k, device = (job[x] for x in ("name", "seed", "budget", "batch",
                                                        "device"))
+    recorded = recorded_name(name, job["cold_start"])
     cfg = TrainingSettings(**job["training"])
     if time.time() > job["start_by"]:  # would not finish: leave the device to the others
-        return {"strategy": name, "seed": seed, "rounds": 0, "final": float("nan"),
+        return {"strategy": recorded, "seed": seed, "rounds": 0, "final": float("nan"),
                 "complete": False}
     n = len(data.pool)
-    labeled = initial_labels(n, seed, job["initial"])
     path = Path(job["path"])
     rounds = resumed(path) if job["resume"] and path.exists() else []
+    own = recorded != name  # the strategy picks its own first labels (--cold-start)
+    labeled = (np.asarray(rounds[0]["initial"]) if own and rounds else
+               cold_start(name, data, job["initial"], seed) if own else
+               initial_labels(n, seed, job["initial"]))
     labeled = np.concatenate([labeled, np.array([i for r in rounds for i in r["picked"]],
                                                 dtype=labeled.dtype)])
     path.write_text("".join(json.dumps(r) + "\n" for r in rounds))
@@ -387,9 +421,11 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
                               cfg, seed=seed * 1000 + r, device=device)
         acc = accuracy(model, data)
         t1 = time.perf_counter()
-        row: dict[str, Any] = {"strategy": name, "seed": seed, "round": r,
+        row: dict[str, Any] = {"strategy": recorded, "seed": seed, "round": r,
                                "labels": int(len(labeled)), "accuracy": acc,
                                "train_s": t1 - t0}
+        if own and r == 0:
+            row["initial"] = labeled.tolist()  # its own start: the run can be audited
         done = len(labeled) >= budget or time.time() > job["deadline"]
         if not done:
             s = score(model, data.pool, f"v{r + 1:04d}", device)
@@ -409,14 +445,14 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         rounds.append(row)
         with path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        log(f"{name} seed {seed}: {row['labels']} of {budget} labels, accuracy {acc:.3f}, "
-            f"round {time.perf_counter() - t0:.0f} s")  # progress, a line per round
+        log(f"{recorded} seed {seed}: {row['labels']} of {budget} labels, accuracy "
+            f"{acc:.3f}, round {time.perf_counter() - t0:.0f} s")  # progress, a line per round
         del model
         if device != "cpu":
             torch.cuda.empty_cache()
         if done:
             break
-    return {"strategy": name, "seed": seed, "rounds": len(rounds),
+    return {"strategy": recorded, "seed": seed, "rounds": len(rounds),
             "final": rounds[-1]["accuracy"], "complete": rounds[-1]["labels"] >= budget}
 
 
@@ -473,7 +509,7 @@ def round0_mismatch(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
     """
     first: dict[int, dict[str, float]] = {}
     for r in rows:
-        if r["round"] == 0:
+        if r["round"] == 0 and "initial" not in r:  # not a --cold-start run's own start
             first.setdefault(r["seed"], {})[r["strategy"]] = r["accuracy"]
     return {seed: acc for seed, acc in sorted(first.items()) if len(set(acc.values())) > 1}
 
@@ -674,7 +710,9 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"(goal: at most 0.5).",
     ]
     odd = meta.get("round0_mismatch") or {}
-    lines += ["", "Round 0 (the same initial labels for every strategy): " + (
+    cold = [n for n in summary if n.endswith(COLD)]
+    lines += ["", "Round 0 (the same initial labels for every strategy" + (
+        f"; not {', '.join(cold)}: each picked its own" if cold else "") + "): " + (
         "the same accuracy in every run of a seed, one numeric setup." if not odd else
         "differs for " + "; ".join(
             f"seed {seed} (" + ", ".join(f"{n} {100 * a:.2f}" for n, a in acc.items()) + ")"
@@ -981,6 +1019,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--jobs", help="comma-separated strategy:seed runs instead of every "
                     "strategy with every seed (to complete a table), e.g. auto:3,random:3")
     ap.add_argument("--initial", type=int, default=20)
+    ap.add_argument("--cold-start", action="store_true",
+                    help="fogmap strategies pick their own --initial labels before any "
+                    "model, as the selection service and `fogmap simulate` do (model-free "
+                    "ones themselves, the others by typiclust), recorded as NAME@cold-start; "
+                    "random and the peers start from the seed's random set as without it")
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--budget", type=int, default=1000)
     ap.add_argument("--pool", type=int, help="use a seeded subset of the pool (quick runs)")
@@ -1046,6 +1089,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     if (args.branch_at is None) != (args.branch_from is None):
         ap.error("--branch-at and --branch-from go together")
+    if args.cold_start and args.branch_from:
+        ap.error("--cold-start is a run's start; a branched run starts from a recorded one")
     if args.runs and len(args.runs) > 1 and not (args.report_only or args.refit):
         ap.error("several --runs are read (--report-only, --refit), not written to")
     args.runs = args.runs or [args.out / "runs"]
@@ -1130,7 +1175,13 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [{"name": n, "seed": s, "budget": args.budget, "batch": args.batch,
              "initial": args.initial, "device": args.device, "training": training,
              "deadline": deadline, "start_by": start_by, "resume": args.resume,
-             "path": str(runs / f"{n}__s{s}.jsonl")} for n, s in wanted]
+             "cold_start": args.cold_start,
+             "path": str(runs / f"{recorded_name(n, args.cold_start)}__s{s}.jsonl")}
+            for n, s in wanted]
+    if args.cold_start:
+        meta["cold_start"] = ("fogmap strategies (recorded as NAME" + COLD + ") picked their "
+                              "own first labels as the selection service does before any "
+                              "model; random and the peers started from the seed's random set")
     if branched:
         for job in jobs:
             path = Path(job["path"])

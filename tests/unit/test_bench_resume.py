@@ -80,6 +80,47 @@ def test_a_branched_run_goes_on_from_the_recorded_labeled_set(tmp_path: Path) ->
     assert "auto's recorded run of its seed at 40 labels" in report["meta"]["branch"]
 
 
+def test_a_cold_start_run_picks_its_own_first_labels_as_the_service_does(
+        tmp_path: Path) -> None:
+    import argparse
+
+    from threadpoolctl import threadpool_limits
+
+    from fogmap.selection import strategies as S
+
+    cold = ["--jobs", "auto:1,margin:1,random:1", "--cold-start"]
+    bench(tmp_path / "long", *cold, "--budget", "60")
+    bench(tmp_path / "short", *cold, "--budget", "40")
+    bench(tmp_path / "short", *cold, "--budget", "60", "--resume")
+    b = load_bench()
+    pool = b.load("digits", 400, 100)[0]
+    rep, _ = b.representation(pool, argparse.Namespace(
+        encoder=str(tmp_path / "enc.bin"), device="cpu", pretrain_seconds=0,
+        pretrain_steps=3))
+    flat = S.Candidates.unscored(rep, rep[:0], 10)
+    shared = sorted(b.initial_labels(len(pool), 1, 20).tolist())
+    starts = {}
+    for name, by in (("auto", "auto"), ("margin", "typiclust")):
+        long, short = (rounds(tmp_path / d, f"{name}@cold-start__s1") for d in ("long", "short"))
+        assert {r["strategy"] for r in long} == {f"{name}@cold-start"}
+        with threadpool_limits(1):  # as in the benchmark's workers
+            assert long[0]["initial"] == S.select(by, flat, 20, 1).tolist()
+        starts[name] = sorted(long[0]["initial"])
+        assert starts[name] != shared and len(set(starts[name])) == 20
+        assert all("initial" not in r for r in long[1:])
+        assert [r.get("picked") for r in short] == [r.get("picked") for r in long]  # resumed
+        assert [r["accuracy"] for r in short] == [r["accuracy"] for r in long]
+    assert starts["auto"] != starts["margin"]
+    random = rounds(tmp_path / "long", "random__s1")  # as without --cold-start
+    assert "initial" not in random[0]
+    report = json.loads((tmp_path / "long" / "report.json").read_text())
+    assert report["meta"]["round0_mismatch"] == {}  # the runs' own starts are not drift
+    assert "picked their own first labels" in report["meta"]["cold_start"]
+    text = (tmp_path / "long" / "report.md").read_text()
+    assert "not margin@cold-start, auto@cold-start: each picked its own" in text or \
+        "not auto@cold-start, margin@cold-start: each picked its own" in text
+
+
 def test_a_branch_that_cannot_be_made_stops_before_any_training(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = tmp_path / "rec"
@@ -96,6 +137,8 @@ def test_a_branch_that_cannot_be_made_stops_before_any_training(
         (["--branch-from", str(runs), "--branch-at", "40", "--branch-strategy", "random",
           "--pool", "110"], "the pool has 110"),
         (["--branch-at", "20"], "--branch-at and --branch-from go together"),
+        (["--branch-from", str(runs), "--branch-at", "20", "--branch-strategy", "random",
+          "--cold-start"], "a branched run starts from a recorded one"),
     ]:
         with pytest.raises(SystemExit) as stop:
             main([*QUICK, "--jobs", "margin:0", "--budget", "60", "--out",
