@@ -203,9 +203,9 @@ class SelectionService:
         seed = self.cfg.seed + version_seq(version)
         name, k = self.cfg.strategy, self.cfg.batch_size
         if version is None:  # the cold start: only strategies that need no model
-            if name not in S.MODEL_FREE:  # typical items of the representation, if any
-                name = (S.cold_start_name(name) if self.representation.get() is not None
-                        else "random")
+            if name not in S.MODEL_FREE and self.representation.get() is None:
+                name = "random"  # no representation yet for typical items
+            name = S.cold_start_name(name)
             k = self.cfg.initial
             if name == "random":
                 return self._random_start(batch_id, seed)

@@ -633,6 +633,7 @@ def cold_start_name(name: str) -> str:
     of the label-free representation)."""
     return name if name in MODEL_FREE else "typiclust"
 
+
 # Measures a strategy's score is reported as (the number shown to annotators).
 SCORE_FIELD = {"least-confidence": "least_confidence", "margin": "margin",
                "entropy": "entropy", "bald": "bald", "eig": "eig", "random": "entropy",
