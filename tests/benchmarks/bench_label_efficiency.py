@@ -92,6 +92,10 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
         --jobs auto:0,auto:1 --cold-start --workers 2 --threads 1 --out D
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only \\
         --auto auto@cold-start --seeds 0,1 --out D2 --runs D/runs,RANDOM.json
+    # ...or with the first 10 of those 20 drawn at random (the shared start's first 10)
+    # and the strategy's 10 picked around them (recorded as auto@cold-start+r10):
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
+        --jobs auto:0,auto:1 --cold-start --cold-start-random 10 --workers 2 --threads 1 --out D
     # a quick check of the whole pipeline (small pool, short training):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --pool 3000 \\
         --budget 60 --seeds 0 --min-steps 30 --max-steps 30 --pretrain-steps 20
@@ -369,22 +373,35 @@ def initial_labels(n: int, seed: int, initial: int) -> np.ndarray:
 COLD = "@cold-start"  # what a --cold-start run of a strategy is recorded as: auto@cold-start
 
 
-def recorded_name(name: str, cold_start: bool) -> str:
+def recorded_name(name: str, cold_start: bool, at_random: int = 0) -> str:
     """The name a run's rounds carry: ``name``, or with --cold-start ``name@cold-start``
     for a strategy whose start it changes (every fogmap strategy but random: random and
-    the peers start from the seed's random set either way)."""
-    return name + COLD if cold_start and name != "random" and name not in PEERS else name
+    the peers start from the seed's random set either way); ``name@cold-start+rN`` when
+    N of those first labels were drawn at random (--cold-start-random)."""
+    if not cold_start or name == "random" or name in PEERS:
+        return name
+    return name + COLD + (f"+r{at_random}" if at_random else "")
 
 
-def cold_start(name: str, data: Data, initial: int, seed: int) -> np.ndarray:
+def cold_start(name: str, data: Data, initial: int, seed: int,
+               at_random: int = 0) -> np.ndarray:
     """The first ``initial`` labels (initial,) as fogmap's selection service picks them
     before any model (``fogmap simulate``'s start): by the strategy itself when it needs
     no model, else by typiclust, on the label-free representation with every measure
-    flat; selection seed ``seed``, as the service's cold start takes its configured seed."""
+    flat; selection seed ``seed``, as the service's cold start takes its configured seed.
+
+    With ``at_random`` = N the first N are the seed's random start's first N (the shared
+    start's, so the two runs share them) and the strategy picks the other initial - N
+    around them, as it would pick around any labeled items.
+    """
     from fogmap.selection import strategies as S
 
-    cand = S.Candidates.unscored(data.representation, data.representation[:0], data.classes)
-    return S.select(S.cold_start_name(name), cand, initial, seed)
+    drawn = initial_labels(len(data.pool), seed, initial)[:at_random]
+    rest = np.setdiff1d(np.arange(len(data.pool)), drawn)
+    rep = data.representation
+    cand = S.Candidates.unscored(rep[rest], rep[drawn], data.classes)
+    picked = rest[S.select(S.cold_start_name(name), cand, initial - len(drawn), seed)]
+    return np.concatenate([drawn, picked])
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -399,7 +416,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     assert data is not None
     name, seed, budget, k, device = (job[x] for x in ("name", "seed", "budget", "batch",
                                                        "device"))
-    recorded = recorded_name(name, job["cold_start"])
+    recorded = recorded_name(name, job["cold_start"], job["cold_start_random"])
     cfg = TrainingSettings(**job["training"])
     if time.time() > job["start_by"]:  # would not finish: leave the device to the others
         return {"strategy": recorded, "seed": seed, "rounds": 0, "final": float("nan"),
@@ -409,8 +426,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     rounds = resumed(path) if job["resume"] and path.exists() else []
     own = recorded != name  # the strategy picks its own first labels (--cold-start)
     labeled = (np.asarray(rounds[0]["initial"]) if own and rounds else
-               cold_start(name, data, job["initial"], seed) if own else
-               initial_labels(n, seed, job["initial"]))
+               cold_start(name, data, job["initial"], seed, job["cold_start_random"])
+               if own else initial_labels(n, seed, job["initial"]))
     labeled = np.concatenate([labeled, np.array([i for r in rounds for i in r["picked"]],
                                                 dtype=labeled.dtype)])
     path.write_text("".join(json.dumps(r) + "\n" for r in rounds))
@@ -710,7 +727,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"(goal: at most 0.5).",
     ]
     odd = meta.get("round0_mismatch") or {}
-    cold = [n for n in summary if n.endswith(COLD)]
+    cold = [n for n in summary if COLD in n]
     lines += ["", "Round 0 (the same initial labels for every strategy" + (
         f"; not {', '.join(cold)}: each picked its own" if cold else "") + "): " + (
         "the same accuracy in every run of a seed, one numeric setup." if not odd else
@@ -1024,6 +1041,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     "model, as the selection service and `fogmap simulate` do (model-free "
                     "ones themselves, the others by typiclust), recorded as NAME@cold-start; "
                     "random and the peers start from the seed's random set as without it")
+    ap.add_argument("--cold-start-random", type=int, default=0, metavar="N",
+                    help="with --cold-start: the first N of those labels are the seed's "
+                    "random start's first N and the strategy picks the rest around them "
+                    "(recorded as NAME@cold-start+rN)")
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--budget", type=int, default=1000)
     ap.add_argument("--pool", type=int, help="use a seeded subset of the pool (quick runs)")
@@ -1089,6 +1110,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     if (args.branch_at is None) != (args.branch_from is None):
         ap.error("--branch-at and --branch-from go together")
+    if not 0 <= args.cold_start_random <= args.initial:
+        ap.error(f"--cold-start-random is 0 to --initial ({args.initial})")
+    if args.cold_start_random and not args.cold_start:
+        ap.error("--cold-start-random goes with --cold-start")
     if args.cold_start and args.branch_from:
         ap.error("--cold-start is a run's start; a branched run starts from a recorded one")
     if args.runs and len(args.runs) > 1 and not (args.report_only or args.refit):
@@ -1175,13 +1200,18 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [{"name": n, "seed": s, "budget": args.budget, "batch": args.batch,
              "initial": args.initial, "device": args.device, "training": training,
              "deadline": deadline, "start_by": start_by, "resume": args.resume,
-             "cold_start": args.cold_start,
-             "path": str(runs / f"{recorded_name(n, args.cold_start)}__s{s}.jsonl")}
+             "cold_start": args.cold_start, "cold_start_random": args.cold_start_random,
+             "path": str(runs / (recorded_name(n, args.cold_start, args.cold_start_random)
+                                 + f"__s{s}.jsonl"))}
             for n, s in wanted]
     if args.cold_start:
         meta["cold_start"] = ("fogmap strategies (recorded as NAME" + COLD + ") picked their "
                               "own first labels as the selection service does before any "
                               "model; random and the peers started from the seed's random set")
+        if args.cold_start_random:
+            meta["cold_start"] += (f"; the first {args.cold_start_random} of each such start "
+                                   "were the seed's random start's first, the rest picked "
+                                   "around them")
     if branched:
         for job in jobs:
             path = Path(job["path"])

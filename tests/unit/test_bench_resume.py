@@ -121,6 +121,39 @@ def test_a_cold_start_run_picks_its_own_first_labels_as_the_service_does(
         "not auto@cold-start, margin@cold-start: each picked its own" in text
 
 
+def test_a_cold_start_can_draw_part_of_its_first_labels_at_random(tmp_path: Path) -> None:
+    import argparse
+
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from fogmap.selection import strategies as S
+
+    bench(tmp_path / "mix", "--jobs", "auto:1", "--cold-start", "--cold-start-random", "8",
+          "--budget", "40")
+    bench(tmp_path / "all", "--jobs", "auto:1", "--cold-start", "--cold-start-random", "20",
+          "--budget", "20")
+    b = load_bench()
+    pool = b.load("digits", 400, 100)[0]
+    rep, _ = b.representation(pool, argparse.Namespace(
+        encoder=str(tmp_path / "enc.bin"), device="cpu", pretrain_seconds=0,
+        pretrain_steps=3))
+    shared = b.initial_labels(len(pool), 1, 20)
+    mix = rounds(tmp_path / "mix", "auto@cold-start+r8__s1")
+    assert {r["strategy"] for r in mix} == {"auto@cold-start+r8"}
+    assert mix[0]["initial"][:8] == shared[:8].tolist()  # the shared start's first 8
+    rest = np.setdiff1d(np.arange(len(pool)), shared[:8])
+    with threadpool_limits(1):  # the other 12 picked around them, as around any labels
+        picked = rest[S.select("auto", S.Candidates.unscored(rep[rest], rep[shared[:8]], 10),
+                               12, 1)]
+    assert mix[0]["initial"][8:] == picked.tolist()
+    assert not set(picked.tolist()) & set(shared.tolist())
+    assert rounds(tmp_path / "all", "auto@cold-start+r20__s1")[0]["initial"] == \
+        shared.tolist()  # all drawn: the shared random start
+    report = json.loads((tmp_path / "mix" / "report.json").read_text())
+    assert "the first 8 of each such start" in report["meta"]["cold_start"]
+
+
 def test_a_branch_that_cannot_be_made_stops_before_any_training(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = tmp_path / "rec"
@@ -139,6 +172,8 @@ def test_a_branch_that_cannot_be_made_stops_before_any_training(
         (["--branch-at", "20"], "--branch-at and --branch-from go together"),
         (["--branch-from", str(runs), "--branch-at", "20", "--branch-strategy", "random",
           "--cold-start"], "a branched run starts from a recorded one"),
+        (["--cold-start-random", "5"], "--cold-start-random goes with --cold-start"),
+        (["--cold-start", "--cold-start-random", "21"], "--cold-start-random is 0 to"),
     ]:
         with pytest.raises(SystemExit) as stop:
             main([*QUICK, "--jobs", "margin:0", "--budget", "60", "--out",
