@@ -96,6 +96,9 @@ Run from the repository root (``make bench`` installs the ``bench`` extra first)
     # and the strategy's 10 picked around them (recorded as auto@cold-start+r10):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --encoder enc.bin \\
         --jobs auto:0,auto:1 --cold-start --cold-start-random 10 --workers 2 --threads 1 --out D
+    # and paired by seed with a control from the shared start run on the same host:
+    .venv/bin/python tests/benchmarks/bench_label_efficiency.py --report-only \\
+        --auto auto@cold-start --beside herding --seeds 0,1 --out D2 --runs D/runs,CTL/runs
     # a quick check of the whole pipeline (small pool, short training):
     .venv/bin/python tests/benchmarks/bench_label_efficiency.py --pool 3000 \\
         --budget 60 --seeds 0 --min-steps 30 --max-steps 30 --pretrain-steps 20
@@ -643,10 +646,11 @@ def paired_gap(summary: dict[str, Any], a: str, b: str, goal: float = 0.0
 
 
 def goals(summary: dict[str, Any], saved: dict[str, Any] | None = None,
-          auto_name: str = "auto") -> dict[str, Any]:
+          auto_name: str = "auto", beside: str | None = None) -> dict[str, Any]:
     """Issue 3's goals, each with the figures it compares; ``auto_name`` is the recorded
     strategy that stands for auto (runs recorded under another name, e.g. ``herding``
-    before it became auto)."""
+    before it became auto). ``beside`` names a control auto's AUBC is also paired with
+    by seed (a variant's start against the shared one, say)."""
     def get(name: str, key: str) -> Any:
         return summary.get(name, {}).get(key)
 
@@ -668,6 +672,8 @@ def goals(summary: dict[str, Any], saved: dict[str, Any] | None = None,
             peers.values()),
         "auto_labels_to_85": a85, "random_labels_to_85": r85,
         "labels_to_85_ratio": a85 / r85 if a85 and r85 else None,
+        **({"auto_minus_beside_paired": paired_gap(summary, auto_name, beside)}
+           if beside else {}),
     }
 
 
@@ -726,6 +732,9 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"random {num(g['random_labels_to_85'])}, ratio {num(g['labels_to_85_ratio'])} "
         f"(goal: at most 0.5).",
     ]
+    beside = g.get("auto_minus_beside_paired")
+    if beside:
+        lines += ["", f"{standing_in} - {beside['minus']} AUBC{paired(beside)}."]
     odd = meta.get("round0_mismatch") or {}
     cold = [n for n in summary if COLD in n]
     lines += ["", "Round 0 (the same initial labels for every strategy" + (
@@ -764,7 +773,8 @@ def report(out: Path, runs: Path | list[Path], meta: dict[str, Any],
     past = meta.get("random_curve")
     saved = savings(summary, Path(past) if past else None)
     meta = {**meta, "savings": saved,
-            "goals": goals(summary, saved, meta.get("auto_name") or "auto"),
+            "goals": goals(summary, saved, meta.get("auto_name") or "auto",
+                           meta.get("beside")),
             "round0_mismatch": round0_mismatch(rows)}
     (out / "report.json").write_text(json.dumps({"meta": meta, "strategies": summary,
                                                  "rounds": rows}, indent=1))
@@ -1106,6 +1116,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--auto", default="auto", metavar="STRATEGY",
                     help="the recorded strategy the goals read as auto (default: auto), "
                     "e.g. herding for runs recorded under that name before it was auto")
+    ap.add_argument("--beside", metavar="STRATEGY",
+                    help="also pair auto's AUBC by seed with this recorded strategy's "
+                    "(a control: e.g. herding from the shared start beside auto@cold-start)")
     args = ap.parse_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     if (args.branch_at is None) != (args.branch_from is None):
@@ -1151,7 +1164,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": args.device, "workers": args.workers, "threads": args.threads,
             "data": str(args.data), "representation": "see representation_info",
             "random_curve": str(args.random_curve) if args.random_curve else None,
-            "auto_name": args.auto}
+            "auto_name": args.auto, "beside": args.beside}
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         # Without an earlier report, how the runs were made is unknown: the command
@@ -1161,7 +1174,8 @@ def main(argv: list[str] | None = None) -> int:
             "representation": None})
         past = meta["random_curve"] or old.get("random_curve")
         print(report(args.out, args.runs, {**old, "budget": args.budget,
-                                           "random_curve": past, "auto_name": args.auto},
+                                           "random_curve": past, "auto_name": args.auto,
+                                           "beside": args.beside},
                      only)["text"])
         return 0
     pool, pool_labels, test, test_labels = load(args.data, args.pool, args.test)

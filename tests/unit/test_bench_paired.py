@@ -83,3 +83,28 @@ def test_the_report_pairs_auto_and_reads_runs_recorded_under_another_name(
     text = (out / "report.md").read_text()
     assert "Goals (auto: herding)" in text
     assert "95% CI +2.52 to +7.48, undecided at 3" in text
+
+
+def test_the_report_can_pair_auto_with_a_named_control(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, hi in enumerate([0.90, 0.88, 0.92]):
+        write(runs, "herding", seed, curve(0.50, 0.80))  # the control, shared start
+        write(runs, "auto@cold-start", seed, curve(0.50, hi))
+    out = tmp_path / "o"
+    base = ["--report-only", "--budget", "200", "--runs", str(runs), "--out", str(out),
+            "--auto", "auto@cold-start"]
+    load_bench().main(base)
+    goals = json.loads((out / "report.json").read_text())["meta"]["goals"]
+    assert "auto_minus_beside_paired" not in goals  # only when asked for
+
+    load_bench().main([*base, "--beside", "herding"])
+    report = json.loads((out / "report.json").read_text())
+    gap = report["meta"]["goals"]["auto_minus_beside_paired"]
+    assert (gap["of"], gap["minus"]) == ("auto@cold-start", "herding")
+    assert gap["per_seed"] == pytest.approx([5.0, 4.0, 6.0])
+    assert report["meta"]["beside"] == "herding"  # recorded with the report
+    assert "auto@cold-start - herding AUBC (paired over 3 seeds: +5.00" in (
+        out / "report.md").read_text()
+    load_bench().main(base[:-2] + ["--auto", "herding", "--beside", "nothing-recorded"])
+    assert json.loads((out / "report.json").read_text())["meta"]["goals"][
+        "auto_minus_beside_paired"] is None  # no shared seed: no gap, and no crash
