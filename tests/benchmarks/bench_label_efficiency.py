@@ -419,7 +419,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     assert data is not None
     name, seed, budget, k, device = (job[x] for x in ("name", "seed", "budget", "batch",
                                                        "device"))
-    recorded = recorded_name(name, job["cold_start"], job["cold_start_random"])
+    recorded = job["recorded"]
     cfg = TrainingSettings(**job["training"])
     if time.time() > job["start_by"]:  # would not finish: leave the device to the others
         return {"strategy": recorded, "seed": seed, "rounds": 0, "final": float("nan"),
@@ -1214,10 +1214,11 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [{"name": n, "seed": s, "budget": args.budget, "batch": args.batch,
              "initial": args.initial, "device": args.device, "training": training,
              "deadline": deadline, "start_by": start_by, "resume": args.resume,
-             "cold_start": args.cold_start, "cold_start_random": args.cold_start_random,
-             "path": str(runs / (recorded_name(n, args.cold_start, args.cold_start_random)
-                                 + f"__s{s}.jsonl"))}
+             "cold_start_random": args.cold_start_random,
+             "recorded": recorded_name(n, args.cold_start, args.cold_start_random)}
             for n, s in wanted]
+    for job in jobs:
+        job["path"] = str(runs / f"{job['recorded']}__s{job['seed']}.jsonl")
     if args.cold_start:
         meta["cold_start"] = ("fogmap strategies (recorded as NAME" + COLD + ") picked their "
                               "own first labels as the selection service does before any "
